@@ -1,0 +1,50 @@
+"""Typed errors for everything that reads media.
+
+Every error names the input (``source``) and says what is wrong with it, so a CLI batch, the miner
+or a training loop can report the failure and go on. Nothing in vidfake replaces a failed input with
+another sample or a default answer.
+"""
+
+from __future__ import annotations
+
+
+class VidfakeError(Exception):
+    """Base class of vidfake's own errors."""
+
+
+class MediaError(VidfakeError, ValueError):
+    """An input cannot be turned into frames.
+
+    Args:
+        source: a printable name of the input (file path, ``"<bytes>"``, ``"<wire:video>"``).
+        problem: what is wrong, in words a user understands.
+    """
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class UnsupportedMediaError(MediaError):
+    """The input is not an image or video format vidfake reads."""
+
+
+class DecodeError(MediaError):
+    """The container or bitstream is corrupt, truncated or empty."""
+
+
+class MediaTooLargeError(MediaError):
+    """Dimensions, frame counts or payload sizes exceed the configured limits (e.g. a decompression bomb)."""
+
+
+class DecodeTimeoutError(DecodeError):
+    """Decoding did not finish within its time box."""
+
+
+class WireFormatError(MediaError):
+    """A subnet wire payload (base64 image, base85+zlib JPEG frames) is malformed."""
+
+
+class BackendUnavailableError(VidfakeError, ImportError):
+    """An optional backend (decord, PyAV, mediapipe) is not installed; the message says what to install."""

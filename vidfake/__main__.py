@@ -1,0 +1,7 @@
+"""``python -m vidfake`` is the ``vidfake`` command."""
+
+import sys
+
+from vidfake.cli import main
+
+sys.exit(main())
