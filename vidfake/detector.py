@@ -153,7 +153,8 @@ class Details:
     Attributes:
         frames: decoded frames by stream index, ``(H, W, 3) uint8``.
         tracks: face tracks (``vidfake.preprocessing.faces.FaceTrack``).
-        layouts: per (track, clip) the TALL layout ``(224, 224, 3) uint8`` and the 4 crop boxes.
+        layouts: per (track, clip) the TALL layout ``(224, 224, 3) uint8``, its 4 stream indices and
+            the 4 square crop boxes (frame pixels) each thumbnail was cut from.
         mouth: per (track, window) the ``(25, 88, 88) uint8`` mouth strip.
         image: the still image (images only).
     """
@@ -519,21 +520,23 @@ class _VideoCtx:
         yield from enumerate(self.tracks)
 
     def face_crop(self, track, index: int, size: int, with_box: bool = False):
-        """Square x1.3 face crop of frame ``index`` resized to ``size`` (whole frame if no track)."""
+        """Square x1.3 face crop of frame ``index`` resized to ``size`` (whole frame, padded, if no track).
+
+        With ``with_box`` also returns ``(crop_box, face_present)``: the square crop box in frame pixels
+        (x0, y0, x1, y1; may reach past the frame), which maps a heatmap on the crop back to the frame.
+        """
         from vidfake.preprocessing.faces import crop_faces
 
         frame = self.frames[self.by_index[int(index)]]
         if track is None:
             h, w = frame.shape[:2]
-            box = np.array([0, 0, w, h], np.float32)
-            crop = crop_faces(frame[None], box[None], scale=1.0, size=size)[0]
-            return (crop, (box, False)) if with_box else (crop, False)
-        tid = self.tracks.index(track)
-        k = self._pos[tid][int(index)]
-        box = track.boxes[k]
-        crop = crop_faces(frame[None], box[None], scale=1.3, size=size)[0]
-        present = bool(track.present[k])
-        return (crop, (box, present)) if with_box else (crop, present)
+            box, scale, present = np.array([0, 0, w, h], np.float32), 1.0, False
+        else:
+            k = self._pos[self.tracks.index(track)][int(index)]
+            box, scale, present = track.boxes[k], 1.3, bool(track.present[k])
+        crops = crop_faces(frame[None], box[None], scale=scale, size=size)
+        crop, crop_box = crops.images[0], crops.boxes[0]
+        return (crop, (crop_box, present)) if with_box else (crop, present)
 
     def landmarks(self, track, index: int) -> np.ndarray:
         tid = self.tracks.index(track)

@@ -47,8 +47,7 @@ def subnet_challenge(item, rng: np.random.Generator, *, level: int | None = None
     from vidfake.preprocessing.wire import decode_video_b85, encode_video_b85
     from vidfake.training.augment import apply_subnet_aug, sample_subnet_aug
 
-    level = int(rng.integers(0, 4)) if level is None else level
-    params = sample_subnet_aug(level, rng, size=256)
+    params = sample_subnet_aug(level, rng, size=256)  # level None: the validators' level probabilities
     if item.kind == "image":
         return apply_subnet_aug(load_image(item.path), params)
     with open_video(item.path, max_side=720) as v:
@@ -159,8 +158,9 @@ def plot_roc(preds: list[Prediction], path: str | Path, title: str = "") -> Path
             for b in ("image2d", "tall", "lip"):
                 sel = [(p.label, p.branches.get(b)) for p in ok if p.branches.get(b) is not None]
                 if len({s[0] for s in sel}) == 2:
-                    fpr, tpr, _ = roc_curve([s[0] for s in sel], [s[1] for s in sel])
-                    ax.plot(fpr, tpr, lw=1, ls="--", label=f"video/{b} ({_safe_auc(*zip(*sel)):.3f})")
+                    ys, ps = [s[0] for s in sel], [s[1] for s in sel]
+                    fpr, tpr, _ = roc_curve(ys, ps)
+                    ax.plot(fpr, tpr, lw=1, ls="--", label=f"video/{b} ({_safe_auc(ys, ps):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.5)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")

@@ -87,11 +87,10 @@ def build_one(item: MediaItem, cfg: CacheConfig, tracker) -> dict[str, np.ndarra
     idx, seg, frames = idx[keep], seg[keep], frames[keep]
     rows = [pos[int(i)] for i in idx]
     boxes, lms, present = tr.boxes[rows], tr.landmarks[rows], tr.present[rows]
-    crops = crop_faces(frames, boxes, scale=cfg.crop_scale, size=cfg.crop_size)
-    # Landmarks into crop coordinates: same square box maths as crop_faces.
-    sq = _square_boxes(boxes, cfg.crop_scale)
-    scale = cfg.crop_size / (sq[:, 2] - sq[:, 0])
-    lm_crop = (lms - sq[:, None, :2]) * scale[:, None, None]
+    crops, crop_boxes = crop_faces(frames, boxes, scale=cfg.crop_scale, size=cfg.crop_size)
+    # Landmarks into crop pixel coordinates through the crop boxes crop_faces used.
+    scale = cfg.crop_size / (crop_boxes[:, 2] - crop_boxes[:, 0]).astype(np.float32)
+    lm_crop = (lms - crop_boxes[:, None, :2].astype(np.float32)) * scale[:, None, None]
     mouths = []
     widths = []
     for s in np.unique(seg):
@@ -104,12 +103,6 @@ def build_one(item: MediaItem, cfg: CacheConfig, tracker) -> dict[str, np.ndarra
         "present": present.astype(bool), "seg": seg.astype(np.int16), "frame_index": idx.astype(np.int32),
         "mouth_width": np.float32(np.nanmedian(widths)), "crop_scale": np.float32(cfg.crop_scale),
     }
-
-
-def _square_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
-    from vidfake.preprocessing.faces import face_box_square
-
-    return np.stack([np.asarray(face_box_square(b, scale), np.float32) for b in boxes])
 
 
 def build_cache(items: list[MediaItem], out_dir: str | Path, cfg: CacheConfig = CacheConfig(),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from vidfake.detector import BRANCHES, DETECTOR_FILE, Detector, DetectorConfig, FusionParams
+from vidfake.detector import BRANCHES, DETECTOR_FILE, Detector, DetectorConfig
 
 logger = logging.getLogger(__name__)
 
