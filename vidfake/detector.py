@@ -333,9 +333,16 @@ class Detector:
         wanted = samplers.union_indices([*clips, *windows, samplers.ClipSpan(tuple(frame_ids), False)])
 
         t = time.perf_counter()
-        frames = video.get_frames(wanted.tolist())
+        frames, wanted, lost = _decode_available(video, wanted)
         timings["decode"] = _ms(t)
+        if lost:
+            warnings.append(f"{len(lost)} sampled frame(s) failed to decode and were left out: {lost[:10]}")
+            clips = [c for c in clips if not set(c.indices) & set(lost)]
+            windows = [w for w in windows if not set(w.indices) & set(lost)]
+            frame_ids = tuple(i for i in frame_ids if i not in set(lost))
+        warnings += [w for w in getattr(video, "warnings", ()) if w not in warnings]
         by_index = {int(i): k for k, i in enumerate(wanted)}
+        times = _frame_times(video, wanted, fps)
 
         t = time.perf_counter()
         tracks = self.tracker.track(frames, wanted)
@@ -346,7 +353,7 @@ class Detector:
             details.frames = {int(i): frames[k] for i, k in by_index.items()}
             details.tracks = list(tracks)
 
-        ctx = _VideoCtx(frames, by_index, tracks, fps)
+        ctx = _VideoCtx(frames, by_index, tracks, fps, times)
         branch_scores, clip_scores, frame_scores, logits = [], [], [], {}
         runners = {"image2d": (self._video_image2d, frame_ids), "tall": (self._video_tall, clips),
                    "lip": (self._video_lip, windows)}
@@ -413,7 +420,7 @@ class Detector:
         frames_out = []
         for (tid, i, present), z in zip(meta, logits, strict=True):
             per_track.setdefault(tid, []).append(float(z))
-            frames_out.append(FrameScore(int(i), i / ctx.fps, _sigmoid(float(z)), present, tid))
+            frames_out.append(FrameScore(int(i), ctx.time(i), _sigmoid(float(z)), present, tid))
         return max(float(np.mean(v)) for v in per_track.values()), [], frames_out
 
     def _video_tall(self, ctx: _VideoCtx, clips, details):
@@ -440,7 +447,7 @@ class Detector:
         for (tid, clip), zi in zip(meta, z.tolist(), strict=True):
             per_track.setdefault(tid, []).append(zi)
             a, b = clip.indices[0], clip.indices[-1]
-            clips_out.append(ClipScore("tall", a, b, a / ctx.fps, (b + 1) / ctx.fps, _sigmoid(zi), tid))
+            clips_out.append(ClipScore("tall", a, b, ctx.time(a), ctx.time(b, end=True), _sigmoid(zi), tid))
         # TALL: video score = mean over clips; over faces, the most fake face decides.
         return max(float(np.mean(v)) for v in per_track.values()), clips_out, []
 
@@ -468,7 +475,7 @@ class Detector:
         for (tid, win), zi in zip(meta, z.tolist(), strict=True):
             per_track.setdefault(tid, []).append(zi)
             a, b = win.indices[0], win.indices[-1]
-            clips_out.append(ClipScore("lip", a, b, a / ctx.fps, (b + 1) / ctx.fps, _sigmoid(zi), tid))
+            clips_out.append(ClipScore("lip", a, b, ctx.time(a), ctx.time(b, end=True), _sigmoid(zi), tid))
         return max(float(np.mean(v)) for v in per_track.values()), clips_out, []
 
     # ------------------------------------------------------------------ model plumbing
@@ -507,10 +514,16 @@ class Detector:
 class _VideoCtx:
     """Decoded frames and face tracks of one video, with per-frame crop look-ups."""
 
-    def __init__(self, frames: np.ndarray, by_index: dict[int, int], tracks: list, fps: float):
+    def __init__(self, frames: np.ndarray, by_index: dict[int, int], tracks: list, fps: float,
+                 times: dict[int, float]):
         self.frames, self.by_index, self.tracks, self.fps = frames, by_index, tracks, fps
+        self.times = times
         self.mouth_widths: list[float] = []
         self._pos = [{int(i): k for k, i in enumerate(t.frame_indices)} for t in tracks]
+
+    def time(self, index: int, end: bool = False) -> float:
+        """Presentation time of a frame (real timestamps: variable frame rate); ``end`` adds one frame."""
+        return self.times.get(int(index), index / self.fps) + (1.0 / self.fps if end else 0.0)
 
     def iter_tracks(self, require_face: bool = False):
         if not self.tracks:
@@ -541,6 +554,37 @@ class _VideoCtx:
     def landmarks(self, track, index: int) -> np.ndarray:
         tid = self.tracks.index(track)
         return track.landmarks[self._pos[tid][int(index)]]
+
+
+def _decode_available(video, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Decode ``wanted`` frames; if some are damaged, keep the ones that decode (documented partial result).
+
+    Returns ``(frames (T, H, W, 3) uint8, indices that decoded, indices that did not)``. Raises the
+    decoder's error when no frame decodes at all.
+    """
+    from vidfake.preprocessing.errors import DecodeError
+
+    try:
+        return video.get_frames(wanted.tolist()), wanted, []
+    except DecodeError as first:
+        good, frames, lost = [], [], []
+        for i in wanted.tolist():
+            try:
+                frames.append(video.get_frames([i])[0])
+                good.append(i)
+            except DecodeError:
+                lost.append(i)
+        if not good:
+            raise first
+        return np.stack(frames), np.asarray(good), lost
+
+
+def _frame_times(video, indices: np.ndarray, fps: float) -> dict[int, float]:
+    try:
+        t = np.asarray(video.frame_times(indices.tolist()), dtype=float)
+    except Exception:  # decoders without timestamps: constant frame rate
+        return {int(i): i / fps for i in indices}
+    return {int(i): float(x) if np.isfinite(x) else i / fps for i, x in zip(indices, t, strict=True)}
 
 
 def _ms(t0: float) -> float:
