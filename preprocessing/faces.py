@@ -485,6 +485,10 @@ class FaceTracker:
         frames = _check_frames(frames, "track")
         indices = _check_indices(frame_indices, len(frames))
         self._graphs()
+        # Video-mode meshes carry landmarks and timestamps over from the previous call: start each
+        # sequence fresh so the same input always gives the same tracks.
+        for graph in self._video_meshes:
+            graph.reset()
         states: list[_TrackState] = []
         last_detect: int | None = None
         self._calls = {"detect": 0, "video": 0, "static": 0}

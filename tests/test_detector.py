@@ -105,3 +105,12 @@ def test_threshold_changes_only_the_verdict(tiny, samples_dir):
     assert a.probability_fake == b.probability_fake
     assert a.verdict == "fake"
     assert b.verdict == ("fake" if b.probability_fake >= 1.0 else "real")
+
+
+def test_same_input_same_answer_after_other_videos(tiny, samples_dir):
+    # The face tracker is reused across calls; its video-mode state must not leak between videos.
+    first = tiny.detect(samples_dir / "fake_face.mp4")
+    tiny.detect(samples_dir / "real_face.mp4")
+    again = tiny.detect(samples_dir / "fake_face.mp4")
+    assert [b.probability for b in first.branches] == [b.probability for b in again.branches]
+    assert first.probability_fake == again.probability_fake
