@@ -100,9 +100,11 @@ def summarise(preds: list[Prediction], threshold: float = 0.5) -> dict:
         ok = [p for p in ps if p.error is None]
         y = [p.label for p in ok]
         pf = [p.p_fake for p in ok]
-        m = {"n": len(ps), "errors": len(ps) - len(ok)}
+        m = {}
         if ok:
             m.update(binary_report(y, pf, threshold))
+        m.update({"n": len(ps), "errors": len(ps) - len(ok), "n_scored": len(ok)})
+        if ok:
             m["gasbench"] = gasbench_score(y, pf)
             # A failed item is an answer the validator would score as invalid.
             vecs = [p.three_class if p.error is None else [-1.0, -1.0, -1.0] for p in ps]
