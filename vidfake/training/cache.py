@@ -76,8 +76,11 @@ def build_one(item: MediaItem, cfg: CacheConfig, tracker) -> dict[str, np.ndarra
         starts = np.unique(starts)
         idx = np.concatenate([np.arange(s, s + L) for s in starts])
         seg = np.concatenate([np.full(L, k) for k in range(len(starts))])
-        frames = video.get_frames(idx.tolist())
-    tracks = tracker.track(frames, idx)
+        # Segments overlap on short clips: decode and track each frame once, in playback order.
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        decoded = video.get_frames(uniq.tolist())
+    tracks = tracker.track(decoded, uniq)
+    frames = decoded[inverse]
     if not tracks:
         logger.warning("%s: no face tracked; not cached", item.path)
         return None
@@ -132,6 +135,10 @@ def build_cache(items: list[MediaItem], out_dir: str | Path, cfg: CacheConfig = 
             except MediaError as e:
                 logger.error("%s", e)
                 status[str(item.path)] = f"error: {e.problem}"
+                continue
+            except Exception as e:  # one bad video is reported and the rest are cached
+                logger.exception("%s: caching failed", item.path)
+                status[str(item.path)] = f"error: {type(e).__name__}: {e}"
                 continue
             if arrays is None:
                 status[str(item.path)] = "no face"

@@ -72,8 +72,13 @@ def _load(path):
     return load_image(path)
 
 
-def _fit_logreg(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
-    """Weights ``[bias, w...]`` of an L2-regularised logistic regression (bias not penalised)."""
+def _fit_logreg(X: np.ndarray, y: np.ndarray, l2: float, nonneg: bool = False) -> np.ndarray:
+    """Weights ``[bias, w...]`` of an L2-regularised logistic regression (bias not penalised).
+
+    ``nonneg`` keeps the feature weights >= 0: every branch outputs the log-odds of *fake*, so a
+    negative weight could only come from a quirk of the small fitting set, and would turn a branch's
+    evidence upside down on new data.
+    """
     Xb = np.hstack([np.ones((len(X), 1)), X])
 
     def loss(w):
@@ -87,7 +92,8 @@ def _fit_logreg(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
         g[1:] += l2 * w[1:]
         return g
 
-    return minimize(loss, np.zeros(Xb.shape[1]), jac=grad, method="L-BFGS-B").x
+    bounds = [(None, None)] + [(0.0, None) if nonneg else (None, None)] * X.shape[1]
+    return minimize(loss, np.zeros(Xb.shape[1]), jac=grad, method="L-BFGS-B", bounds=bounds).x
 
 
 def _design(rows: list[ScoredItem], branches: tuple[str, ...], means: dict[str, float]) -> np.ndarray:
@@ -101,11 +107,11 @@ def fit_video_fusion(rows: list[ScoredItem], l2: float = 1.0) -> tuple[dict, dic
     means = {b: float(np.mean([r.logits[b] for r in rows if b in r.logits])) for b in branches}
     X = _design(rows, branches, means)
     y = np.array([r.label for r in rows], dtype=np.float64)
-    w = _fit_logreg(X, y, l2)
+    w = _fit_logreg(X, y, l2, nonneg=True)
     loo = np.empty(len(rows))
     for i in range(len(rows)):
         keep = np.arange(len(rows)) != i
-        wi = _fit_logreg(X[keep], y[keep], l2)
+        wi = _fit_logreg(X[keep], y[keep], l2, nonneg=True)
         loo[i] = 1 / (1 + np.exp(-(wi[0] + X[i] @ wi[1:])))
     coef = {b: float(c) for b, c in zip(branches, w[1:], strict=True)}
     return coef, means, float(w[0]), loo
@@ -133,9 +139,10 @@ def fit_image_calibration(rows: list[ScoredItem]) -> tuple[float, float, float, 
     rows = [r for r in rows if r.error is None and "image2d" in r.logits]
     z = np.array([r.logits["image2d"] for r in rows])
     y = np.array([r.label for r in rows], dtype=np.float64)
-    w = _fit_logreg(z[:, None], y, l2=1e-3)
+    w = _fit_logreg(z[:, None], y, l2=1e-3, nonneg=True)
     a, b = float(w[1]), float(w[0])
-    temperature = 1.0 / a if abs(a) > 1e-6 else 1.0
+    # a == 0 (a useless logit): an effectively infinite temperature, so only the bias (the prior) is left.
+    temperature = 1.0 / a if a > 1e-6 else 1e6
     p = 1 / (1 + np.exp(-(a * z + b)))
     fakes = [r for r in rows if r.label == 1]
     semi = float(np.mean([r.class3 == 2 for r in fakes])) if fakes else 0.5

@@ -43,6 +43,9 @@ class DataConfig:
         video_frames_per_video: face frames per video added to the 2D detector's training set.
         exclude_methods: fake methods left out of training (leave-one-method-out runs).
         max_items: cap on items per split (smoke tests).
+        trainable: parameter-name prefixes to train; everything else is frozen (BatchNorm statistics
+            included). Empty = train everything. Lets a 2-core CPU adapt an ImageNet backbone's last
+            stages and head instead of paying the full backward pass.
     """
 
     root: str = "../shared/data"
@@ -55,6 +58,7 @@ class DataConfig:
     video_frames_per_video: int = 6
     exclude_methods: tuple[str, ...] = ()
     max_items: int | None = None
+    trainable: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict) -> DataConfig:
@@ -319,6 +323,36 @@ def build_datasets(branch: str, dcfg: DataConfig, model_cfg, seed: int):
     raise ValueError(f"unknown branch {branch!r}; choose image2d, tall or lip")
 
 
+def freeze_except(model: torch.nn.Module, prefixes: tuple[str, ...]) -> int:
+    """Freeze every parameter whose name does not start with one of ``prefixes``; returns trainable count.
+
+    Frozen BatchNorm layers are kept in eval mode whenever the model is put in training mode, so
+    their running statistics stay the pretrained ones.
+    """
+    frozen_norms = []
+    for name, module in model.named_modules():
+        if any(name.startswith(p) for p in prefixes):
+            continue
+        for p in module.parameters(recurse=False):
+            p.requires_grad_(False)
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                p.startswith(name + ".") for p in prefixes):
+            frozen_norms.append(module)
+    base_train = model.train
+
+    def train(mode: bool = True):
+        base_train(mode)
+        for m in frozen_norms:
+            m.eval()
+        return model
+
+    model.train = train
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if n == 0:
+        raise ValueError(f"trainable={prefixes} matches no parameter of the model")
+    return n
+
+
 def branch_of(model_name: str) -> str:
     from vidfake.temporal_models import get_config
 
@@ -335,6 +369,9 @@ def train(cfg, *, resume: bool = False):
     model_cfg = get_config(cfg.model)
     branch = branch_of(cfg.model)
     model = create_model(cfg.model, checkpoint_path=cfg.init_checkpoint, **dict(cfg.model_kwargs))
+    if dcfg.trainable:
+        n = freeze_except(model, dcfg.trainable)
+        logger.info("training only %s: %d parameters", ", ".join(dcfg.trainable), n)
     train_ds, val_ds = build_datasets(branch, dcfg, model_cfg, cfg.seed)
     logger.info("%s: %d train / %d val samples (fake share %.2f / %.2f)", cfg.name, len(train_ds),
                 len(val_ds), np.mean(train_ds.labels), np.mean(val_ds.labels))
