@@ -318,7 +318,7 @@ def test_an_overrun_is_answered_at_the_deadline_and_the_next_request_degrades(ti
     finally:
         service.close()
     assert second.outcome == "degraded" and second.plan != "full", second
-    assert is_valid_prediction(second.prediction) and second.latency_ms < 3000
+    assert is_valid_prediction(second.prediction) and second.latency_ms < 3500
     assert "degraded to plan" in caplog.text
 
 
