@@ -265,9 +265,10 @@ register_config(
         name="efficientnet_lite0_detector",
         weights_file="efficientnet_lite0_detector.safetensors",
         weights_source=(
-            "Fine-tuned by vidfake from ImageNet (create_model(..., imagenet_init=True)) with "
-            "vidfake.training; not yet shipped in this build."
+            "Shipped: trained by vidfake from ImageNet (imagenet_init=True) on ../shared/data with "
+            "configs/train_image2d.yaml; card: pretrained/efficientnet_lite0_detector.md"
         ),
+        weights_sha256="b6ab5bf5ae08376ad169900f8fffb096c89ac52c06158bce003e5187f9599ecc",
         **_IMAGE_CFG,
         **_LITE_CFG,
     )

@@ -377,7 +377,11 @@ register_config(
     ModelConfig(
         name="lip_compact_mstcn",
         weights_file="lip_compact_mstcn.safetensors",
-        weights_source="Trained by vidfake on CPU (vidfake.training); not yet shipped in this build.",
+        weights_source=(
+            "Shipped: trained by vidfake on ../shared/data with configs/train_lip.yaml; "
+            "card: pretrained/lip_compact_mstcn.md"
+        ),
+        weights_sha256="cdd892ca6e93dbee45ec95c2534625926c06b22cd959c714e7bb6a50d01885fc",
         **_LIP_CFG,
     )
 )

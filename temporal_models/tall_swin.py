@@ -331,7 +331,11 @@ register_config(
     ModelConfig(
         name="tall_swin_compact",
         weights_file="tall_swin_compact.safetensors",
-        weights_source="Trained by vidfake on CPU (vidfake.training); not yet shipped in this build.",
+        weights_source=(
+            "Shipped: trained from scratch by vidfake on ../shared/data with configs/train_tall.yaml; "
+            "card: pretrained/tall_swin_compact.md"
+        ),
+        weights_sha256="71644bd686c586b2317f96765972b2a862791b57725b327ef86ae8aab3c87c56",
         **_TALL_CFG,
     )
 )

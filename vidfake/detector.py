@@ -200,7 +200,10 @@ class Detector:
                         f"weights for {branch} model {name!r} not found at {ckpt}; train them with "
                         f"`vidfake train configs/...` or pass --weights DIR"
                     )
-            model = create_model(name, checkpoint_path=str(ckpt) if ckpt else None)
+            if ckpt is not None and ckpt.parent.resolve() == shipped_weights_dir().resolve():
+                model = create_model(name, pretrained=True)  # the registry verifies the recorded sha256
+            else:
+                model = create_model(name, checkpoint_path=str(ckpt) if ckpt else None)
             model.eval().to(self.device)
             self.models[branch] = model
             self.model_configs[branch] = get_config(name)
