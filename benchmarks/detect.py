@@ -1,0 +1,99 @@
+"""End-to-end ``Detector.detect`` latency with the shipped weights, after warm-up.
+
+Rows (targets on a quiet 2-core machine, issue 3): a 256x256 subnet image (< 100 ms), a 129-frame
+256x256 wire video (base85+zlib JPEG frames, decoded as the miner does; < 3 s), a 10 s 720p h264 clip
+(< 5 s). Media are made from the project's own sample (samples/real_face.mp4), nothing from the data.
+
+    python benchmarks/detect.py [--runs 5] [--threads 2] [--weights default]
+
+Prints a table (median and min per stage) and writes benchmarks/results/detect.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "detect.json"
+
+
+def _sample_frames(n: int, size: tuple[int, int]) -> np.ndarray:
+    """``n`` frames of the bundled real-face sample, looped and resized to ``size`` (w, h)."""
+    import cv2
+
+    from vidfake.preprocessing.decoders import open_video
+
+    with open_video(REPO / "samples" / "real_face.mp4") as v:
+        frames = v.get_frames(list(range(v.num_frames)))
+    idx = np.arange(n) % len(frames)
+    return np.stack([cv2.resize(frames[i], size, interpolation=cv2.INTER_LINEAR) for i in idx])
+
+
+def _time(fn, runs: int) -> dict:
+    fn()  # warm-up
+    out, totals, stages = None, [], {}
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        totals.append((time.perf_counter() - t) * 1000)
+        for k, v in out.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    return {"median_ms": round(statistics.median(totals), 1), "min_ms": round(min(totals), 1), "runs": runs,
+            "stages_median_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+            "frames_used": out.frames_used, "faces": out.faces_found}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--weights", default="default")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    from vidfake.detector import Detector
+    from vidfake.preprocessing.images import subnet_image
+    from vidfake.preprocessing.wire import (
+        decode_image_b64,
+        decode_video_b85,
+        encode_image_b64,
+        encode_video_b85,
+    )
+    from vidfake.preprocessing.writers import write_video
+
+    det = Detector.from_pretrained(args.weights, threads=args.threads)
+    image_b64 = encode_image_b64(subnet_image(_sample_frames(1, (384, 384))[0]))
+    wire = encode_video_b85(_sample_frames(129, (256, 256)), quality=75)
+    rows = {}
+    rows["image 256 (wire b64)"] = _time(lambda: det.detect(decode_image_b64(image_b64), source="img"), args.runs)
+    rows["video 129x256 (wire b85)"] = _time(
+        lambda: det.detect(decode_video_b85(wire).frames, kind="video", source="wire"), args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip720.mp4"
+        write_video(clip, _sample_frames(250, (1280, 720)), fps=25.0, lossless=False)
+        rows["10 s 720p h264 clip"] = _time(lambda: det.detect(clip), args.runs)
+    load = os.getloadavg()[0]
+    print(f"Detector.detect, weights={args.weights}, threads={args.threads}, load average {load:.1f}")
+    print(f"{'input':<28}{'median ms':>11}{'min ms':>9}{'frames':>8}  stages (median ms)")
+    for name, r in rows.items():
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_median_ms"].items() if k != "total")
+        print(f"{name:<28}{r['median_ms']:>11.0f}{r['min_ms']:>9.0f}{r['frames_used']:>8}  {stages}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"weights": args.weights, "threads": args.threads, "load_average": load,
+                                    "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The real `vidfake` command, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, stdin: bytes | None = None, timeout: float = 300):
+    return subprocess.run([sys.executable, "-m", "vidfake", *args], input=stdin, capture_output=True,
+                          timeout=timeout)
+
+
+def test_help_is_instant_and_imports_no_torch():
+    code = ("import sys; from vidfake.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'mediapipe', 'timm', 'cv2', 'bittensor') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert "vidfake train" in out.stdout and "exit codes" in out.stdout
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and b"vidfake 0." in out.stdout
+
+
+def test_bad_usage_exits_2():
+    assert run().returncode == 2
+    assert run("x.mp4", "--branches", "nope").returncode == 2
+    assert run("x.mp4", "--threshold", "1.5").returncode == 2
+
+
+@pytest.mark.slow
+def test_batch_reports_each_input_and_exit_code(samples_dir, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes((samples_dir / "real_photo.jpg").read_bytes())
+    out = run(str(samples_dir / "real_photo.jpg"), str(broken), str(folder), str(tmp_path / "missing.png"),
+              "--weights", "tiny", "--format", "json")
+    assert out.returncode == 1, out.stderr.decode()
+    docs = [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()]
+    by_source = {d["source"]: d for d in docs}
+    assert len(docs) == 4
+    assert "error" in by_source[str(broken)] and "error" in by_source[str(tmp_path / "missing.png")]
+    good = [d for d in docs if "error" not in d]
+    assert len(good) == 2 and all(d["kind"] == "image" for d in good)
+
+
+@pytest.mark.slow
+def test_text_table_and_stdin(samples_dir):
+    data = (samples_dir / "real_photo.jpg").read_bytes()
+    out = run("-", "--weights", "tiny", stdin=data)
+    assert out.returncode == 0, out.stderr.decode()
+    text = out.stdout.decode()
+    assert "<stdin>" in text and "P(fake)" in text and ("REAL" in text or "FAKE" in text)
