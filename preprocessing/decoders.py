@@ -938,7 +938,7 @@ class DecordDecoder(VideoDecoder):
             n = len(vr)
             fps = float(vr.get_avg_fps())
             keyframes = np.asarray(vr.get_key_indices(), np.int64)
-        except decord.DECORDError as e:
+        except (decord.DECORDError, *_DECORD_OPEN_ERRORS) as e:
             raise DecodeError(inp.source, f"decord cannot open it ({_first_line(e)})") from e
         if index is not None and n != index.num_frames:
             problem = f"decord counts {n} frames, the demuxer {index.num_frames} complete packets"
@@ -1017,11 +1017,17 @@ class DecordDecoder(VideoDecoder):
         super().close()
 
 
+# Besides DECORDError, decord 0.6.0's VideoReader raises a bare RuntimeError("Error reading ...") when it
+# gets no handle (seen on mp4 files with a damaged chunk-offset table) and UnicodeEncodeError on a path
+# that is not valid UTF-8 (it encodes the name strictly). Both mean "decord cannot open this": PyAV takes it.
+_DECORD_OPEN_ERRORS = (RuntimeError, UnicodeEncodeError)
+
+
 def _decord_native_size(decord, inp: MediaInput) -> tuple[int, int]:
     try:
         vr = decord.VideoReader(inp.open(), ctx=decord.cpu(0), num_threads=1)
         h, w = vr.next().shape[:2]
-    except (decord.DECORDError, StopIteration) as e:
+    except (decord.DECORDError, StopIteration, *_DECORD_OPEN_ERRORS) as e:
         raise DecodeError(inp.source, f"decord cannot open it ({_first_line(e)})") from e
     return int(w), int(h)
 
@@ -1186,6 +1192,17 @@ def open_video(
         logger.info("%s: %d-degree rotation, which decord mis-decodes: using PyAV", inp.source,
                     index.rotation)
         return pyav()
+    if index.skipped_packets or (index.header_frames and index.header_frames != index.num_frames):
+        # A truncated or damaged container. decord 0.6.0 can spin on such files (dmlc/decord#373) or kill
+        # the process: a truncated MJPEG AVI (9265 of 17608 bytes, header listing 12 frames, 3 present)
+        # segfaults inside VideoReader() (tests/fuzz, video/truncate). PyAV decodes what is there.
+        problem = (f"the container lists {index.header_frames} frames, {index.num_frames} complete packets "
+                   f"present" if index.header_frames != index.num_frames else
+                   f"{index.skipped_packets} incomplete packet(s)")
+        logger.info("%s: %s (truncated or damaged): decoding with PyAV, not decord", inp.source, problem)
+        decoder = pyav()
+        decoder.warnings.append(f"{problem}: decoded with PyAV (decord is not given truncated files)")
+        return decoder
     try:
         primary = DecordDecoder(inp, max_side=max_side, limits=limits, _index=index, _strict=True)
     except DecodeError as e:

@@ -193,8 +193,20 @@ def _from_array(array: np.ndarray, name: str, limits: MediaLimits) -> np.ndarray
 def _to_rgb(image: Image.Image, name: str, limits: MediaLimits) -> np.ndarray:
     width, height = image.size
     limits.check_frame_size(name, width, height)  # from the header: nothing decoded yet
-    if getattr(image, "n_frames", 1) > 1:
-        logger.debug("%s: %d frames; using the first", name, image.n_frames)
+    try:
+        n_frames = getattr(image, "n_frames", 1)
+    except _PIL_DECODE_ERRORS as e:
+        # Pillow counts GIF/WebP frames by reading the whole file, and a damaged later frame raises here
+        # (a truncated GIF: IndexError). Only the first frame is used: go back to it; the load below
+        # reports it if it is damaged too.
+        logger.debug("%s: cannot count the frames (%s); using the first", name, e)
+        n_frames = 1
+        try:
+            image.seek(0)
+        except _PIL_DECODE_ERRORS as e2:
+            raise DecodeError(name, f"corrupt or truncated image data ({e2})") from e2
+    if n_frames > 1:
+        logger.debug("%s: %d frames; using the first", name, n_frames)
     try:
         with warnings.catch_warnings():
             # Pillow warns about big images and palette transparency; both are handled here.

@@ -5,7 +5,12 @@ All functions take and return ``(H, W, 3) uint8 [0, 255]`` RGB numpy arrays unle
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+#: Longest side / shortest side that :func:`resize_for_model` resizes whole; beyond it only the centre.
+_MAX_ASPECT = 8
 
 
 def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
@@ -29,6 +34,19 @@ def resize_for_model(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if max(nh, nw) > _MAX_ASPECT * size:
+        # Guard: resizing a 1 x 60000 image (a few KB as PNG) whole would allocate size x 13 M pixels
+        # (9 GB) to keep the centre square. Keep the centre of the long side, _MAX_ASPECT times the
+        # short side, first; the short side and the scale are unchanged, and images up to 1:_MAX_ASPECT
+        # never come here.
+        if nw > nh:
+            keep = min(w, math.ceil(w * _MAX_ASPECT * size / nw))
+            image = image[:, (w - keep) // 2 : (w - keep) // 2 + keep]
+        else:
+            keep = min(h, math.ceil(h * _MAX_ASPECT * size / nh))
+            image = image[(h - keep) // 2 : (h - keep) // 2 + keep]
+        h, w = image.shape[:2]
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, (nw, nh), interpolation=interp)

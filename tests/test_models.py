@@ -329,9 +329,9 @@ def test_rel_pos_table_resize_7_to_14_keeps_centre():
 
 def test_pretrained_without_shipped_file_says_how_to_get_it():
     with pytest.raises(
-        FileNotFoundError, match=r"tall_swin_compact\.safetensors.*vidfake\.temporal_models\.pretrained"
+        FileNotFoundError, match=r"tall_swin_base\.safetensors.*vidfake\.temporal_models\.pretrained"
     ):
-        create_model("tall_swin_compact", pretrained=True)
+        create_model("tall_swin_base", pretrained=True)  # the Swin-B variant ships no weights
     with pytest.raises(FileNotFoundError, match="no shipped weights"):
         create_model("lip_test", pretrained=True)
     with pytest.raises(ValueError, match="not both"):

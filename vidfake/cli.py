@@ -77,15 +77,18 @@ def expand_inputs(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
             files.append("-")
             continue
         p = Path(raw)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
-            if not found:
-                problems.append((raw, "folder holds no image or video files"))
-            files += found
-        elif p.exists():
-            files.append(raw)
-        else:
-            problems.append((raw, "no such file or folder"))
+        try:
+            if p.is_dir():
+                found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+                if not found:
+                    problems.append((raw, "folder holds no image or video files"))
+                files += found
+            elif p.exists():
+                files.append(raw)
+            else:
+                problems.append((raw, "no such file or folder"))
+        except OSError as e:  # e.g. ENAMETOOLONG, EACCES: report this argument, keep the others
+            problems.append((raw, f"cannot access: {e.strerror or e}"))
     return files, problems
 
 
@@ -179,16 +182,23 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _write(text: str) -> None:
+    """Print even names that are not valid in the terminal's encoding (e.g. Latin-1 file names on a UTF-8
+    terminal arrive as surrogate escapes): shown escaped rather than losing the whole batch's output."""
+    encoding = sys.stdout.encoding or "utf-8"
+    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding) + "\n")
+
+
 def _emit(rows: list, fmt: str) -> None:
     if fmt == "text":
-        print(format_table(rows))
+        _write(format_table(rows))
         return
     docs = [({"source": s, "error": err} if err is not None else res.to_dict()) for s, res, err, _ in rows]
     if len(docs) == 1:
-        print(json.dumps(docs[0], indent=2))
+        _write(json.dumps(docs[0], indent=2))
     else:
         for d in docs:
-            print(json.dumps(d))
+            _write(json.dumps(d))
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
