@@ -575,7 +575,7 @@ def _decode_available(video, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray
             try:
                 frames.append(video.get_frames([i])[0])
                 good.append(i)
-            except DecodeError:
+            except (DecodeError, IndexError):  # damaged, or past the count the decoder shrank to
                 lost.append(i)
         if not good:
             raise first
