@@ -153,6 +153,10 @@ def test_cli_output_checks():
     assert classify_cli_output(table, "text", "a.mp4", 0)[0] == "result"
     assert classify_cli_output("a.mp4  ERROR    RuntimeError: boom", "text", "a.mp4", 1)[0] == "untyped_error"
     assert classify_cli_output("a.mp4  ERROR    empty input (0 bytes)", "text", "a.mp4", 1)[0] == "typed_error"
+    latin1 = "caf\udce9.jpg"  # os.fsdecode(b"caf\xe9.jpg"): not valid UTF-8
+    for shown in (latin1, "caf\\udce9.jpg"):  # raw bytes back, or backslash-escaped
+        assert classify_cli_output(f"{shown}  REAL  0.1", "text", latin1, 0)[0] == "result"
+    assert classify_cli_output("caf?.jpg  REAL  0.1", "text", latin1, 0)[0] == "unnamed_error"
 
 
 def test_every_entry_has_recipes_for_valid_and_hostile_input():

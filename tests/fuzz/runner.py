@@ -320,7 +320,7 @@ class _Harness:
             return "crash", "vidfake CLI raised " + _exc_detail(e), ""
         finally:
             detector.Detector.from_pretrained = original
-        text = raw.getvalue().decode("utf-8", errors="replace")
+        text = raw.getvalue().decode("utf-8", errors="surrogateescape")  # raw name bytes read back as given
         return classify_cli_output(text, fmt, path, code)
 
     # -------------------------------------------------------------------------------- supervisor self-tests
@@ -462,7 +462,7 @@ def classify_cli_output(text: str, fmt: str, source: str, code) -> tuple[str, st
         if not valid_three_class(doc.get("three_class", ())):
             return "invalid_result", f"three_class {doc.get('three_class')}", str(code)
         return "result", "", str(code)
-    if source not in text:
+    if not _shown(source, text):
         return "unnamed_error", f"the input's name is not in the output: {text[:300]!r}", str(code)
     if "ERROR" in text:
         if code != 1:
@@ -472,6 +472,12 @@ def classify_cli_output(text: str, fmt: str, source: str, code) -> tuple[str, st
     if code != 0 or not re.search(r"\b(REAL|FAKE)\b", text):
         return "bad_status", f"no verdict or exit code {code}: {text[:300]!r}", str(code)
     return "result", "", str(code)
+
+
+def _shown(source: str, text: str) -> bool:
+    """Whether the input's name is in the output, as is or escaped: a name that is not valid UTF-8 (its
+    bytes arrive as surrogate escapes) may be printed with backslash escapes rather than raw bytes."""
+    return source in text or source.encode("utf-8", "backslashreplace").decode("utf-8") in text
 
 
 def _free_port() -> int:

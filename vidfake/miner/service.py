@@ -698,7 +698,9 @@ class MinerService:
             max_pixels_per_frame=2048 * 2048,
             max_frames=self.config.max_wire_frames,
             max_decoded_bytes=1024**3,
-            max_decompressed_bytes=256 * 1024**2,
+            # ~137 JPEG frames of 256x256 are a few MB; 48 MiB leaves 10x headroom while a 300 KB zlib
+            # bomb is refused after 48 MiB of inflation instead of 256 MiB (+0.5 GB RSS, seconds).
+            max_decompressed_bytes=48 * 1024**2,
             decode_timeout_s=self.config.deadline_s,
         )
 
