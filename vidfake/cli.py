@@ -143,7 +143,8 @@ def run_detect(argv: list[str]) -> int:
         except (FileNotFoundError, ValueError) as e:
             print(f"vidfake: cannot load weights: {e}", file=sys.stderr)
             return 2
-        rows += _analyse_all(detector, files, args, branches)
+        with detector:
+            rows += _analyse_all(detector, files, args, branches)
     _emit(rows, args.format)
     return 1 if any(err is not None for _, _, err, _ in rows) else 0
 

@@ -248,9 +248,16 @@ class Detector:
         return self._tracker
 
     def close(self) -> None:
+        """Release the face tracker's mediapipe graphs (about 100 MB that garbage collection does not free)."""
         if self._tracker is not None:
             self._tracker.close()
             self._tracker = None
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ the call
     def detect(self, media, *, source: str | None = None, kind: str | None = None,
