@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def build_cache(items: list[MediaItem], out_dir: str | Path, cfg: CacheConfig = 
             if arrays is None:
                 status[str(item.path)] = "no face"
                 continue
-            tmp = f.with_suffix(".tmp.npz")
+            tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: DDP ranks may build at once
             np.savez(tmp, **arrays)
             tmp.rename(f)
             status[str(item.path)] = "cached"
