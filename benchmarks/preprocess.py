@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from vidfake.preprocessing.decoders import open_video
-from vidfake.preprocessing.faces import FaceTrack, FaceTracker, crop_faces
+from vidfake.preprocessing.faces import FaceTracker, crop_faces
 from vidfake.preprocessing.layout import tall_layout
 from vidfake.preprocessing.mouth import mouth_rois, normalize_rois
 from vidfake.preprocessing.samplers import ClipSpan, lip_windows, tall_clips, union_indices
@@ -72,8 +72,10 @@ def synth_frames(count: int, width: int, height: int, face_px: float) -> np.ndar
     return frames
 
 
-def _positions(indices: np.ndarray, span: ClipSpan) -> np.ndarray:
-    return np.searchsorted(indices, np.asarray(span.indices))
+def _rows(indices: np.ndarray, span: ClipSpan) -> slice | np.ndarray:
+    """Rows of ``span``'s frames in the decoded array: a slice (a view, no copy) when they are adjacent."""
+    rows = np.searchsorted(indices, np.asarray(span.indices))
+    return slice(int(rows[0]), int(rows[-1]) + 1) if np.all(np.diff(rows) == 1) else rows
 
 
 def _analyse(
@@ -83,7 +85,7 @@ def _analyse(
     windows: list[ClipSpan],
     tracker: FaceTracker,
     times: dict[str, float],
-) -> FaceTrack:
+) -> None:
     """Face tracking, mouth ROIs and TALL layouts on decoded frames; stage times added to ``times``."""
     t0 = time.perf_counter()
     tracks = tracker.track(frames, indices)
@@ -92,17 +94,14 @@ def _analyse(
     track = tracks[0]
     t1 = time.perf_counter()
     for window in windows:
-        pos = _positions(indices, window)
-        rois = mouth_rois(frames[pos], track.landmarks[track.rows(window.indices)])
+        rois = mouth_rois(frames[_rows(indices, window)], track.landmarks[track.rows(window.indices)])
         normalize_rois(rois.rois)
     t2 = time.perf_counter()
     for clip in clips:
-        pos = _positions(indices, clip)
-        crops = crop_faces(frames[pos], track.boxes[track.rows(clip.indices)])
+        crops = crop_faces(frames[_rows(indices, clip)], track.boxes[track.rows(clip.indices)])
         tall_layout(crops.images)
     t3 = time.perf_counter()
     times.update(faces=t1 - t0, mouth=t2 - t1, tall=t3 - t2)
-    return track
 
 
 def run_clip(path: Path, tracker: FaceTracker, num_windows: int | None) -> dict[str, float]:

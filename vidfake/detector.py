@@ -469,7 +469,10 @@ class Detector:
         seqs, meta = [], []
         for tid, track in ctx.iter_tracks(require_face=True):
             for win in windows:
-                frames = np.stack([ctx.frames[ctx.by_index[i]] for i in win.indices])
+                rows = [ctx.by_index[i] for i in win.indices]
+                # Adjacent rows (the usual case) are a view: no copy of 25 full frames.
+                consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
+                frames = ctx.frames[rows[0]:rows[-1] + 1] if consecutive else ctx.frames[rows]
                 lms = np.stack([ctx.landmarks(track, i) for i in win.indices])
                 rois = mouth_rois(frames, lms)
                 ctx.mouth_widths.append(float(rois.native_mouth_width))
@@ -572,16 +575,24 @@ def _decode_available(video, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Returns ``(frames (T, H, W, 3) uint8, indices that decoded, indices that did not)``. Raises the
     decoder's error when no frame decodes at all.
     """
-    from vidfake.preprocessing.errors import DecodeError
+    from vidfake.preprocessing.errors import DecodeError, DecodeTimeoutError
 
     try:
         return video.get_frames(wanted.tolist()), wanted, []
+    except DecodeTimeoutError:
+        raise  # out of time, not damaged: retrying frame by frame would take the time box again per frame
     except DecodeError as first:
         good, frames, lost = [], [], []
+        deadline = video.limits.deadline()  # one time box for the whole retry, not one per frame
         for i in wanted.tolist():
+            if time.monotonic() > deadline:
+                raise DecodeTimeoutError(video.source, "decoding the frames one by one after damage "
+                                         f"took over {video.limits.decode_timeout_s:g} s") from first
             try:
                 frames.append(video.get_frames([i])[0])
                 good.append(i)
+            except DecodeTimeoutError:
+                raise
             except (DecodeError, IndexError):  # damaged, or past the count the decoder shrank to
                 lost.append(i)
         if not good:
