@@ -33,6 +33,8 @@ def test_bad_usage_exits_2():
     assert run().returncode == 2
     assert run("x.mp4", "--branches", "nope").returncode == 2
     assert run("x.mp4", "--threshold", "1.5").returncode == 2
+    out = run("x.mp4", "--face-workers", "0")
+    assert out.returncode == 2 and b"--face-workers must be at least 1" in out.stderr
 
 
 @pytest.mark.slow

@@ -99,6 +99,15 @@ def test_bad_input_is_a_typed_error_naming_it(tiny, tmp_path):
         tiny.detect(b"", source="empty")
 
 
+def test_face_workers_reach_the_tracker_and_are_checked():
+    from vidfake.detector import Detector
+
+    with Detector.from_pretrained("tiny", face_workers=1) as det:
+        assert det.tracker.workers == 1
+    with pytest.raises(ValueError, match="face_workers"):
+        Detector.from_pretrained("tiny", face_workers=0)
+
+
 def test_threshold_changes_only_the_verdict(tiny, samples_dir):
     a = tiny.detect(samples_dir / "real_photo.jpg", threshold=0.0)
     b = tiny.detect(samples_dir / "real_photo.jpg", threshold=1.0)

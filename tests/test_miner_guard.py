@@ -206,6 +206,8 @@ def test_bittensor_style_flags_reach_every_component():
             "tiny",
             "--max_video_frames",
             "2000",
+            "--face_workers",
+            "1",
         )
     )
     assert cfg.netuid == 168 and cfg.network == "test"  # BitMind's testnet uid by default
@@ -213,6 +215,7 @@ def test_bittensor_style_flags_reach_every_component():
     assert cfg.guard == GuardConfig(min_stake=2500.0, allow_non_validators=True, rate_limit_per_minute=12)
     assert (cfg.service.workers, cfg.service.deadline_s, cfg.weights) == (3, 6.5, "tiny")
     assert cfg.service.max_video_frames == 2000 and cfg.service.max_wire_frames >= 2000
+    assert cfg.face_workers == 1 and config_from_args(parse()).face_workers is None
 
 
 def test_offline_flags_bind_loopback():
@@ -231,6 +234,7 @@ def test_offline_flags_bind_loopback():
         (["--axon.port", "80"], "--axon.port"),
         (["--deadline_s", "9"], "validators stop waiting"),
         (["--threads", "0"], "--threads"),
+        (["--face_workers", "0"], "--face_workers"),
         (["--netuid", "-1"], "--netuid"),
     ],
 )

@@ -54,6 +54,8 @@ def _detect_parser() -> argparse.ArgumentParser:
                    help="comma-separated branches to run on videos (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--face-workers", type=int, default=None,
+                   help="face-tracking threads, ~150 MB each (default: min(2, CPUs))")
     p.add_argument("--frames", type=int, default=None, help="frames scored by the 2D detector per video")
     p.add_argument("--clips", type=int, default=None, help="TALL clips of 4 frames per video")
     p.add_argument("--viz", metavar="DIR", default=None,
@@ -127,10 +129,10 @@ def run_detect(argv: list[str]) -> int:
         parser.error(f"--branches: unknown {bad} (choose from {', '.join(BRANCH_CHOICES)})")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be within [0, 1]")
-    for name in ("frames", "clips", "threads"):
+    for name in ("frames", "clips", "threads", "face_workers"):
         v = getattr(args, name)
         if v is not None and v < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     _setup_logging(args.quiet, args.verbose)
 
     files, problems = expand_inputs(args.paths)
@@ -139,7 +141,8 @@ def run_detect(argv: list[str]) -> int:
         from vidfake.detector import Detector
 
         try:
-            detector = Detector.from_pretrained(args.weights, device=args.device, threads=args.threads)
+            detector = Detector.from_pretrained(args.weights, device=args.device, threads=args.threads,
+                                                face_workers=args.face_workers)
         except (FileNotFoundError, ValueError) as e:
             print(f"vidfake: cannot load weights: {e}", file=sys.stderr)
             return 2

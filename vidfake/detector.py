@@ -173,9 +173,12 @@ class Detector:
         config: what to run; the shipped default when omitted.
         device: torch device string.
         threads: torch intra-op threads (process-wide in torch); ``None`` leaves torch's default.
+        face_workers: face-tracking threads (each holds its own mediapipe graphs, about 150 MB);
+            ``None``: ``min(2, CPUs)``. See :class:`~vidfake.preprocessing.faces.FaceTracker`.
     """
 
-    def __init__(self, config: DetectorConfig | None = None, *, device: str = "cpu", threads: int | None = None):
+    def __init__(self, config: DetectorConfig | None = None, *, device: str = "cpu", threads: int | None = None,
+                 face_workers: int | None = None):
         import torch
 
         from vidfake.temporal_models import create_model, get_config
@@ -208,12 +211,15 @@ class Detector:
             self.models[branch] = model
             self.model_configs[branch] = get_config(name)
             self.identity[name] = _file_identity(ckpt) if ckpt else "random-init"
+        if face_workers is not None and face_workers < 1:
+            raise ValueError(f"face_workers must be >= 1, got {face_workers}")
+        self.face_workers = face_workers
         self._tracker = None
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "default", *, device: str = "cpu",
-                        threads: int | None = None, **overrides) -> Detector:
+                        threads: int | None = None, face_workers: int | None = None, **overrides) -> Detector:
         """Build a detector from a registered name or a weights folder.
 
         Args:
@@ -237,14 +243,14 @@ class Detector:
             cfg = replace(DetectorConfig.from_file(path / DETECTOR_FILE), weights_dir=str(path))
         if overrides:
             cfg = replace(cfg, **overrides)
-        return cls(cfg, device=device, threads=threads)
+        return cls(cfg, device=device, threads=threads, face_workers=face_workers)
 
     @property
     def tracker(self):
         if self._tracker is None:
             from vidfake.preprocessing.faces import FaceTracker
 
-            self._tracker = FaceTracker(max_faces=self.config.max_faces)
+            self._tracker = FaceTracker(max_faces=self.config.max_faces, workers=self.face_workers)
         return self._tracker
 
     def close(self) -> None:

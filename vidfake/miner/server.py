@@ -51,6 +51,8 @@ class MinerConfig:
         allow_hotkeys: ss58 hotkeys allowed in offline mode.
         weights: detector weights (``default``, ``tiny`` or a folder).
         device: torch device; threads: torch CPU threads (``None``: torch's default).
+        face_workers: face-tracking threads per detector replica (``None``: ``min(2, CPUs)``); each
+            holds its own mediapipe graphs (about 150 MB), so memory grows with workers x this.
         guard: admission rules; service: workers, deadline, limits.
         resync_s: metagraph re-sync period when online.
         summary_s: period of the summary log line.
@@ -70,6 +72,7 @@ class MinerConfig:
     weights: str = "default"
     device: str = "cpu"
     threads: int | None = None
+    face_workers: int | None = None
     guard: GuardConfig = field(default_factory=GuardConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     resync_s: float = 300.0
@@ -199,6 +202,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
     work.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     work.add_argument(
+        "--face_workers",
+        type=int,
+        default=None,
+        help="face-tracking threads per replica, ~150 MB each (default: min(2, CPUs))",
+    )
+    work.add_argument(
         "--workers",
         type=int,
         default=s.workers,
@@ -268,8 +277,9 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         netuid = BITMIND_NETUID.get(network, BITMIND_NETUID["finney"])
     if netuid < 0:
         raise ValueError(f"--netuid must be >= 0, got {netuid}")
-    if get("threads") is not None and get("threads") < 1:
-        raise ValueError("--threads must be at least 1")
+    for name in ("threads", "face_workers"):
+        if get(name) is not None and get(name) < 1:
+            raise ValueError(f"--{name} must be at least 1")
     deadline = float(get("deadline_s"))
     if not 0.5 <= deadline < VALIDATOR_TIMEOUT_S:
         raise ValueError(
@@ -305,6 +315,7 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         weights=get("weights"),
         device=get("device"),
         threads=get("threads"),
+        face_workers=get("face_workers"),
         guard=guard,
         service=service,
         resync_s=float(get("metagraph.resync_s")),
@@ -312,13 +323,15 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
     )
 
 
-def detector_factory(weights: str, device: str = "cpu", threads: int | None = None) -> Callable[[], object]:
+def detector_factory(
+    weights: str, device: str = "cpu", threads: int | None = None, face_workers: int | None = None
+) -> Callable[[], object]:
     """A callable that builds one detector replica (the service calls it once per worker)."""
 
     def build():
         from vidfake.detector import Detector
 
-        return Detector.from_pretrained(weights, device=device, threads=threads)
+        return Detector.from_pretrained(weights, device=device, threads=threads, face_workers=face_workers)
 
     return build
 
@@ -612,7 +625,9 @@ def run(args: argparse.Namespace) -> int:
             metagraph.sync(subtensor=subtensor)
             return Membership.from_metagraph(metagraph)
 
-    service = MinerService(detector_factory(config.weights, config.device, config.threads), config.service)
+    service = MinerService(
+        detector_factory(config.weights, config.device, config.threads, config.face_workers), config.service
+    )
     server = MinerServer(wallet, Guard(config.guard, membership), service, config, resync=resync)
     try:
         server.start()
