@@ -457,14 +457,15 @@ class FaceTracker:
             self._building += build
         if not build:
             return self._free.get()  # every set is built and one is in use by another worker
+        graphs = None
         try:
             graphs = _build_graphs(self.max_faces, self.min_detection_confidence)
+            return graphs
         finally:
             with self._lock:
                 self._building -= 1
-        with self._lock:
-            self._graphs.append(graphs)
-        return graphs
+                if graphs is not None:
+                    self._graphs.append(graphs)
 
     def close(self) -> None:
         """Release the mediapipe graphs and the worker threads (rebuilt if the tracker is used again)."""
