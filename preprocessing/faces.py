@@ -393,11 +393,11 @@ class FaceTracker:
     clips, the mouth windows), long runs cut into parts of at most ``max_run`` frames. Each piece is
     tracked on its own (detector on its first frame, then face mesh from frame to frame) by one of
     ``workers`` threads, each with its own graphs (mediapipe releases the GIL: the 66 sampled frames
-    of a 129-frame wire video take 0.44 s with two workers, 0.72 s with one, on 2 cores); the
-    pieces' tracklets are then linked in stream order by the
-    same position rule that associates faces across a gap (overlap, or centre distance relative to
-    the face size, with similar sizes). The cut depends only on the frame indices and every graph is
-    cleared before it follows a new face, so the result is the same bit for bit for any ``workers``.
+    of a 129-frame wire video take 0.44 s with two workers, 0.72 s with one, on 2 cores). The
+    pieces' tracklets are then linked in stream order by the position rule that associates faces
+    across a gap (overlap, or centre distance relative to the face size, with similar sizes). The cut
+    depends only on the frame indices and every graph is cleared before it follows a new face, so
+    the result is the same bit for bit for any ``workers``.
 
     Args:
         max_faces: most faces handled in one frame (faces by detector confidence; a piece's tracks
@@ -408,7 +408,7 @@ class FaceTracker:
         detect_every: in a run of consecutive frames, run the detector at least every this many
             frames to pick up faces that enter (it also runs on each piece's first frame and while
             a face is lost).
-        workers: threads tracking pieces at once (each builds its own graphs, about 100 MB, on first
+        workers: threads tracking pieces at once (each builds its own graphs, about 150 MB, on first
             use); default ``min(2, CPUs)``. ``1`` tracks in the calling thread.
         max_run: longest piece, in frames (a cut costs one detector run and one static-mode mesh).
     """
