@@ -57,6 +57,15 @@ def subnet_challenge(item, rng: np.random.Generator, *, level: int | None = None
     return decode_video_b85(encode_video_b85(frames, quality=75)).frames
 
 
+def item_key(item) -> int:
+    """A stable number for an item, from its kind and file name: the validator-style augmentation of an
+    item depends on ``(seed, item_key)`` alone, not on which other items are evaluated before it or on
+    where the data lies (``--kind video`` and ``--kind both`` score the videos alike)."""
+    import zlib
+
+    return zlib.crc32(f"{item.kind}/{Path(item.path).name}".encode())
+
+
 def predict(detector, items, *, mode: str = "clean", seed: int = 0, progress: bool = True) -> list[Prediction]:
     """Run the detector on every item; failures are kept as predictions with ``error`` set."""
     import time
@@ -64,8 +73,8 @@ def predict(detector, items, *, mode: str = "clean", seed: int = 0, progress: bo
     from tqdm import tqdm
 
     out = []
-    for k, it in enumerate(tqdm(items, desc=f"eval ({mode})", disable=not progress)):
-        rng = np.random.default_rng([seed, k])
+    for it in tqdm(items, desc=f"eval ({mode})", disable=not progress):
+        rng = np.random.default_rng([seed, item_key(it)])
         t0 = time.perf_counter()
         try:
             media = it.path if mode == "clean" else subnet_challenge(it, rng)
