@@ -12,11 +12,11 @@ class VidfakeError(Exception):
     """Base class of vidfake's own errors."""
 
 
-class MediaError(VidfakeError, ValueError):
-    """An input cannot be turned into frames.
+class SourcedError(VidfakeError, ValueError):
+    """Something given to vidfake is unusable: the message is ``"<source>: <problem>"``.
 
     Args:
-        source: a printable name of the input (file path, ``"<bytes>"``, ``"<wire:video>"``).
+        source: a printable name of what was given (a file, ``"<bytes>"``, a config, a package).
         problem: what is wrong, in words a user understands.
     """
 
@@ -24,6 +24,10 @@ class MediaError(VidfakeError, ValueError):
         self.source = source
         self.problem = problem
         super().__init__(f"{source}: {problem}")
+
+
+class MediaError(SourcedError):
+    """An input cannot be turned into frames (``source``: file path, ``"<bytes>"``, ``"<wire:video>"``)."""
 
 
 class UnsupportedMediaError(MediaError):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vidfake.export.static_check import Violation, check_model_source
-from vidfake.preprocessing.errors import VidfakeError
+from vidfake.preprocessing.errors import SourcedError
 
 __all__ = [
     "CONFIG_FILE",
@@ -84,18 +84,8 @@ HAAR_SHIFT_Y = 0.06
 _LITE_MULTIPLIERS = {"efficientnet_lite0_detector": (1.0, 1.0), "image2d_test": (0.25, 0.25)}
 
 
-class PackageError(VidfakeError, ValueError):
-    """A model package cannot be written, read or run.
-
-    Args:
-        source: the package folder, ZIP or file concerned.
-        problem: what is wrong.
-    """
-
-    def __init__(self, source: str, problem: str):
-        self.source = source
-        self.problem = problem
-        super().__init__(f"{source}: {problem}")
+class PackageError(SourcedError):
+    """A model package cannot be written, read or run (``source``: the package folder, ZIP or file)."""
 
 
 @dataclass(frozen=True)

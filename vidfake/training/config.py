@@ -23,7 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from vidfake.preprocessing.errors import VidfakeError
+from vidfake.preprocessing.errors import SourcedError
 
 __all__ = ["ConfigError", "TrainConfig", "apply_overrides", "config_from_dict", "load_train_config"]
 
@@ -32,18 +32,9 @@ _TRUE_WORDS = {"true", "yes", "on", "1"}
 _FALSE_WORDS = {"false", "no", "off", "0"}
 
 
-class ConfigError(VidfakeError, ValueError):
-    """A training configuration is malformed.
-
-    Args:
-        source: where the configuration came from (a YAML path, ``"--set"``, ``"<dict>"``).
-        problem: what is wrong, naming the key.
-    """
-
-    def __init__(self, source: str, problem: str):
-        self.source = source
-        self.problem = problem
-        super().__init__(f"{source}: {problem}")
+class ConfigError(SourcedError):
+    """A training configuration is malformed (``source``: a YAML path, ``"--set"``, ``"<dict>"``; the
+    problem names the key)."""
 
 
 @dataclass(frozen=True)
