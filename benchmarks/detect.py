@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import vidfake
+
+vidfake.use_offline_hubs()
 
 import numpy as np  # noqa: E402
 

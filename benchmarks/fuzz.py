@@ -25,8 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fuzz package lives with the tests
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+import vidfake  # noqa: E402
+
+vidfake.use_offline_hubs()  # before bittensor, datasets or transformers are imported
 
 from fuzz.cases import ENTRIES, generate  # noqa: E402
 from fuzz.runner import RunOptions, format_summary, run_cases, summarize  # noqa: E402

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -27,14 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+import vidfake
+
+vidfake.use_offline_hubs()  # before bittensor, datasets or transformers are imported
 
 from vidfake.miner.client import (  # noqa: E402
     LocalValidator,
     challenge_from_frames,
     challenge_from_image,
     create_local_wallet,
+    free_port,
     percentiles,
 )
 from vidfake.miner.guard import Guard, GuardConfig, Membership  # noqa: E402
@@ -42,12 +43,6 @@ from vidfake.miner.server import MinerConfig, MinerServer, detector_factory  # n
 from vidfake.miner.service import MinerService, ServiceConfig  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "miner.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _photo(size: int) -> np.ndarray:
@@ -71,7 +66,7 @@ def _shipped_weights_present() -> bool:
 def bench_weights(weights: str, args, wallets) -> list[dict]:
     allow = (wallets["validator"].hotkey.ss58_address,)
     config = MinerConfig(
-        port=_free_port(),
+        port=free_port(),
         ip="127.0.0.1",
         offline=True,
         allow_hotkeys=allow,

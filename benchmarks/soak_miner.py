@@ -30,7 +30,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+import vidfake
+
+vidfake.use_offline_hubs()  # before bittensor, datasets or transformers are imported
 
 from vidfake.miner.client import (  # noqa: E402
     Challenge,
@@ -52,6 +52,7 @@ from vidfake.miner.client import (  # noqa: E402
     challenge_from_frames,
     challenge_from_image,
     create_local_wallet,
+    free_port,
     percentiles,
 )
 from vidfake.miner.protocol import ImageSynapse, VideoSynapse  # noqa: E402
@@ -59,12 +60,6 @@ from vidfake.miner.protocol import ImageSynapse, VideoSynapse  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results" / "soak_miner.json"
 MAX_GROWTH = 0.10  # RSS growth allowed after warm-up
 WARMUP_SHARE = 0.10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -143,7 +138,7 @@ class MinerProcess:
     """``vidfake miner --offline`` in a subprocess, its log in a file."""
 
     def __init__(self, args, wallet_path: str, validator_hotkey: str, log_path: Path):
-        self.port = _free_port()
+        self.port = free_port()
         cmd = [sys.executable, "-m", "vidfake", "miner", "--offline", "--offline.allow_hotkeys", validator_hotkey,
                "--wallet.name", "miner", "--wallet.path", wallet_path, "--axon.port", str(self.port),
                "--weights", args.weights, "--workers", str(args.workers), "--rate_limit.per_minute", "0",

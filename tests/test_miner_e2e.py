@@ -11,7 +11,6 @@ import asyncio
 import base64
 import io
 import logging
-import socket
 import time
 import zlib
 from dataclasses import replace
@@ -27,6 +26,7 @@ from vidfake.miner.client import (
     challenge_from_image,
     create_local_wallet,
     expected_reward,
+    free_port,
     labelled_challenges,
     local_dendrite,
 )
@@ -36,12 +36,6 @@ from vidfake.miner.server import MinerConfig, MinerServer, detector_factory
 from vidfake.miner.service import UNINFORMATIVE, MinerService, Plan, ServiceConfig
 
 VALIDATOR_TIMEOUT_S = 9.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def face_image(size: int = 320) -> np.ndarray:

@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from vidfake import __version__
+from vidfake import __version__, use_offline_hubs
 
 # Nothing may reach a model hub unless the user asks for it: set before any HF/timm import.
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
+use_offline_hubs()
 
 logger = logging.getLogger("vidfake")
 

@@ -206,6 +206,7 @@ class _Harness:
             self._start_miner(threads, axon="axon" in entries)
 
     def _start_miner(self, threads: int, axon: bool) -> None:
+        from vidfake.miner.client import free_port
         from vidfake.miner.guard import Guard, GuardConfig, Membership
         from vidfake.miner.server import MinerConfig, MinerServer, detector_factory
         from vidfake.miner.service import MinerService, ServiceConfig
@@ -221,7 +222,7 @@ class _Harness:
         service_cfg = ServiceConfig(workers=1)
         self.service = MinerService(detector_factory("tiny", threads=threads), service_cfg).start(calibrate=False)
         guard_cfg = GuardConfig(rate_limit_per_minute=0)
-        config = MinerConfig(port=_free_port(), ip="127.0.0.1", offline=True, allow_hotkeys=tuple(allow),
+        config = MinerConfig(port=free_port(), ip="127.0.0.1", offline=True, allow_hotkeys=tuple(allow),
                              weights="tiny", guard=guard_cfg, service=service_cfg, summary_s=3600.0)
         guard = Guard(guard_cfg, Membership.offline(allow))
         # Handlers called directly: no axon needed, the service is shared with the served miner below.
@@ -478,14 +479,6 @@ def _shown(source: str, text: str) -> bool:
     """Whether the input's name is in the output, as is or escaped: a name that is not valid UTF-8 (its
     bytes arrive as surrogate escapes) may be printed with backslash escapes rather than raw bytes."""
     return source in text or source.encode("utf-8", "backslashreplace").decode("utf-8") in text
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_main(conn, entries: Sequence[str], options: RunOptions, workdir: str) -> None:

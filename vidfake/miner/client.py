@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -78,6 +79,13 @@ def create_local_wallet(name: str, path: str | Path, hotkey: str = "default", *,
     wallet.create_new_coldkey(use_password=False, overwrite=True, suppress=True)
     wallet.create_new_hotkey(use_password=False, overwrite=True, suppress=True)
     return wallet
+
+
+def free_port(ip: str = LOOPBACK) -> int:
+    """A TCP port free on ``ip`` right now, for a local axon (tests, benchmarks, offline runs)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
 
 
 def axon_target(hotkey: str, port: int, ip: str = LOOPBACK) -> bt.AxonInfo:
