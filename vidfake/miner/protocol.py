@@ -92,17 +92,35 @@ def wire_prediction(three_class: Sequence[float]) -> list[float]:
     return values
 
 
-class ImageSynapse(bt.Synapse):
-    """An image challenge and the miner's answer (route ``/ImageSynapse``).
+class _PredictionSynapse(bt.Synapse):
+    """What both challenge types share: the testnet label and the miner's answer.
 
     Attributes:
         testnet_label: the true label on testnet (``-1`` on mainnet); a miner must not use it.
-        image: standard base64 of a JPEG, 256x256 RGB quality 75 from validators. The miner clears it
-            before replying, since the axon sends the whole synapse back.
         prediction: ``[real, synthetic, semi-synthetic]``; ``[-1, -1, -1]`` until the miner answers.
     """
 
     testnet_label: int = -1
+
+    prediction: float | list[float] = pydantic.Field(
+        title="Prediction",
+        description="Probability vector for [real, synthetic, semi-synthetic] classes.",
+        default=[-1.0, -1.0, -1.0],
+        frozen=False,
+    )
+
+    def deserialize(self) -> np.ndarray:
+        """The prediction as the validators read it: ``(3,) float64`` (see :func:`deserialize_prediction`)."""
+        return deserialize_prediction(self.prediction)
+
+
+class ImageSynapse(_PredictionSynapse):
+    """An image challenge and the miner's answer (route ``/ImageSynapse``).
+
+    Attributes:
+        image: standard base64 of a JPEG, 256x256 RGB quality 75 from validators. The miner clears it
+            before replying, since the axon sends the whole synapse back.
+    """
 
     image: str = pydantic.Field(
         title="Image",
@@ -111,28 +129,13 @@ class ImageSynapse(bt.Synapse):
         frozen=False,
     )
 
-    prediction: float | list[float] = pydantic.Field(
-        title="Prediction",
-        description="Probability vector for [real, synthetic, semi-synthetic] classes.",
-        default=[-1.0, -1.0, -1.0],
-        frozen=False,
-    )
 
-    def deserialize(self) -> np.ndarray:
-        """The prediction as the validators read it: ``(3,) float64`` (see :func:`deserialize_prediction`)."""
-        return deserialize_prediction(self.prediction)
-
-
-class VideoSynapse(bt.Synapse):
+class VideoSynapse(_PredictionSynapse):
     """A video challenge and the miner's answer (route ``/VideoSynapse``).
 
     Attributes:
-        testnet_label: the true label on testnet (``-1`` on mainnet); a miner must not use it.
         video: base85 of zlib-compressed concatenated JPEG frames. Cleared by the miner before replying.
-        prediction: ``[real, synthetic, semi-synthetic]``; ``[-1, -1, -1]`` until the miner answers.
     """
-
-    testnet_label: int = -1
 
     video: str = pydantic.Field(
         title="Video",
@@ -140,17 +143,6 @@ class VideoSynapse(bt.Synapse):
         default="",
         frozen=False,
     )
-
-    prediction: float | list[float] = pydantic.Field(
-        title="Prediction",
-        description="Probability vector for [real, synthetic, semi-synthetic] classes.",
-        default=[-1.0, -1.0, -1.0],
-        frozen=False,
-    )
-
-    def deserialize(self) -> np.ndarray:
-        """The prediction as the validators read it: ``(3,) float64`` (see :func:`deserialize_prediction`)."""
-        return deserialize_prediction(self.prediction)
 
 
 def challenge_image(image: np.ndarray, size: int = CHALLENGE_SIZE) -> np.ndarray:
