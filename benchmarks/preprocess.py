@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vidfake.detector import DETECTOR_FILE, DetectorConfig, shipped_weights_dir
 from vidfake.preprocessing.decoders import open_video
 from vidfake.preprocessing.faces import FaceTracker, crop_faces
 from vidfake.preprocessing.layout import tall_layout
@@ -41,6 +42,10 @@ from vidfake.preprocessing.mouth import mouth_rois, normalize_rois
 from vidfake.preprocessing.samplers import ClipSpan, lip_windows, tall_clips, union_indices
 from vidfake.preprocessing.wire import decode_video_b85, encode_video_b85
 from vidfake.preprocessing.writers import write_video
+
+# The shipped detector's sampling and crops, from its model configs.
+CONFIG = DetectorConfig.from_file(shipped_weights_dir() / DETECTOR_FILE)
+TALL, LIP = CONFIG.branch("tall"), CONFIG.branch("lip")
 
 OUT = Path(__file__).resolve().parent / "results" / "preprocess.json"
 STAGES = ("open", "sample", "decode", "faces", "mouth", "tall", "total")
@@ -98,7 +103,8 @@ def _analyse(
         normalize_rois(rois.rois)
     t2 = time.perf_counter()
     for clip in clips:
-        crops = crop_faces(frames[_rows(indices, clip)], track.boxes[track.rows(clip.indices)])
+        crops = crop_faces(frames[_rows(indices, clip)], track.boxes[track.rows(clip.indices)],
+                           scale=TALL.crop_scale, size=TALL.thumb_size)
         tall_layout(crops.images)
     t3 = time.perf_counter()
     times.update(faces=t1 - t0, mouth=t2 - t1, tall=t3 - t2)
@@ -109,8 +115,8 @@ def run_clip(path: Path, tracker: FaceTracker, num_windows: int | None) -> dict[
     start = time.perf_counter()
     with open_video(path) as video:
         t_open = time.perf_counter()
-        clips = tall_clips(video.num_frames)
-        windows = lip_windows(video.num_frames, num_windows=num_windows)
+        clips = tall_clips(video.num_frames, CONFIG.num_clips, TALL.frames_per_sample)
+        windows = lip_windows(video.num_frames, LIP.frames_per_sample, num_windows=num_windows)
         indices = union_indices([*clips, *windows])
         t_sample = time.perf_counter()
         frames = video.get_frames(indices)
@@ -128,8 +134,8 @@ def run_wire(payload: str, tracker: FaceTracker, num_windows: int | None) -> dic
     wire = decode_video_b85(payload)
     t_decode = time.perf_counter()
     num_frames = len(wire.frames)
-    clips = tall_clips(num_frames)
-    windows = lip_windows(num_frames, num_windows=num_windows)
+    clips = tall_clips(num_frames, CONFIG.num_clips, TALL.frames_per_sample)
+    windows = lip_windows(num_frames, LIP.frames_per_sample, num_windows=num_windows)
     indices = union_indices([*clips, *windows])
     frames = wire.frames[indices]
     t_sample = time.perf_counter()

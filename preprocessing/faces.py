@@ -169,12 +169,12 @@ class FaceCrops(NamedTuple):
     boxes: np.ndarray
 
 
-def face_box_square(box: Sequence[float] | np.ndarray, scale: float = 1.3) -> np.ndarray:
+def face_box_square(box: Sequence[float] | np.ndarray, scale: float) -> np.ndarray:
     """Square box with the same centre, side ``scale * max(w, h)``.
 
     Args:
         box: ``(4,)`` or ``(..., 4)`` ``x0, y0, x1, y1``.
-        scale: enlargement (TALL crops faces 1.3x).
+        scale: enlargement (a face model's ``ModelConfig.crop_scale``).
 
     Returns:
         float32 boxes of the input shape.
@@ -217,8 +217,8 @@ def crop_faces(
     frames: np.ndarray,
     boxes: np.ndarray,
     *,
-    scale: float = 1.3,
-    size: int = 112,
+    scale: float,
+    size: int,
     pad: Literal["constant", "edge"] = "constant",
 ) -> FaceCrops:
     """Square face crops, enlarged ``scale`` times around each face box, resized to ``size``.

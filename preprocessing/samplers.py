@@ -99,8 +99,8 @@ def _segment_starts(
 
 def tall_clips(
     num_frames: int,
-    num_clips: int = 8,
-    clip_len: int = 4,
+    num_clips: int,
+    clip_len: int,
     *,
     training: bool = False,
     rng: np.random.Generator | None = None,
@@ -142,7 +142,7 @@ def tall_clips(
 
 def lip_windows(
     num_frames: int,
-    window: int = 25,
+    window: int,
     *,
     num_windows: int | None = None,
     stride: int | None = None,

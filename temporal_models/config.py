@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 Family = Literal["tall_swin", "lip", "image2d"]
 InputKind = Literal["tall_layout", "mouth_sequence", "image"]
-Roi = Literal["face_x1.3", "mouth_88", "face_x1.3_or_full"]
+Roi = Literal["face", "mouth", "face_or_full"]
 
 FAMILIES: tuple[str, ...] = ("tall_swin", "lip", "image2d")
 INPUT_KINDS: tuple[str, ...] = ("tall_layout", "mouth_sequence", "image")
-ROIS: tuple[str, ...] = ("face_x1.3", "mouth_88", "face_x1.3_or_full")
+ROIS: tuple[str, ...] = ("face", "mouth", "face_or_full")
 LAYOUTS: tuple[str | None, ...] = ("2x2", None)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -29,6 +29,10 @@ INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 # LipForensics normalises grey mouth crops in [0, 1] with these (its data/transforms.py).
 LIP_MEAN: tuple[float] = (0.421,)
 LIP_STD: tuple[float] = (0.165,)
+#: Face crops are the face box's square enlarged this many times (TALL, Xu et al. ICCV 2023, and the 2D
+#: detector): enough context for blending boundaries, little background. The one place this number lives:
+#: preprocessing, training, visualisation and export read it from ``ModelConfig.crop_scale``.
+FACE_CROP_SCALE: float = 1.3
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,11 @@ class ModelConfig:
         num_frames: frames per input: 4 for TALL, 25 for lip, 1 for images.
         layout: ``"2x2"`` for TALL thumbnail layouts (row-major: frame 0 top-left, 1 top-right,
             2 bottom-left, 3 bottom-right), otherwise ``None``.
-        roi: the crop the input is cut from: ``"face_x1.3"`` (face box enlarged 1.3x), ``"mouth_88"``
-            (LipForensics mouth crop, 88x88 grey), ``"face_x1.3_or_full"`` (face crop when a face is found,
-            else the whole frame).
+        roi: the crop the input is cut from: ``"face"`` (square face box enlarged ``crop_scale`` times),
+            ``"mouth"`` (LipForensics-aligned mouth crop, grey), ``"face_or_full"`` (face crop when a face
+            is found, else the whole frame).
+        crop_scale: enlargement of the face box for ``"face"``/``"face_or_full"`` crops
+            (:data:`FACE_CROP_SCALE`); unused for mouth crops, whose alignment fixes their own scale.
         mean: per-channel mean subtracted from inputs scaled to [0, 1].
         std: per-channel std the centred inputs are divided by.
         num_classes: number of logits (2).
@@ -79,6 +85,7 @@ class ModelConfig:
     paper: str = ""
     reference_repo: str = ""
     interpolation: str = "bilinear"
+    crop_scale: float = FACE_CROP_SCALE
 
     def __post_init__(self) -> None:
         problems = []
@@ -98,6 +105,8 @@ class ModelConfig:
             )
         if any(not math.isfinite(s) or s <= 0 for s in self.std):
             problems.append(f"std {self.std!r} must be finite and positive")
+        if not math.isfinite(self.crop_scale) or self.crop_scale < 1.0:
+            problems.append(f"crop_scale {self.crop_scale!r} must be a finite number >= 1")
         if self.num_frames < 1:
             problems.append(f"num_frames {self.num_frames} < 1")
         if len(self.label_names) != self.num_classes:

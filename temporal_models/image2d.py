@@ -249,7 +249,7 @@ _IMAGE_CFG = dict(
     input_size=(3, 224, 224),
     num_frames=1,
     layout=None,
-    roi="face_x1.3_or_full",
+    roi="face_or_full",
 )
 _LITE_CFG = dict(
     mean=INCEPTION_MEAN,

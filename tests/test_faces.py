@@ -248,7 +248,7 @@ def test_crop_faces_resizes_exact_content():
     image = crops.images[0]
     assert (image[22:58, 22:58] == (255, 0, 0)).all() and (image[:18] == 0).all()
     with pytest.raises(ValueError):
-        crop_faces(frame[None], np.zeros((2, 4)), size=80)
+        crop_faces(frame[None], np.zeros((2, 4)), scale=1.3, size=80)
 
 
 # -- development data ----------------------------------------------------------------------------
@@ -272,8 +272,8 @@ def test_dev_videos_faces_and_mouths(shared_data, manifest_rows, tracker, name, 
     if not rows:
         pytest.skip(f"{name} is not in this copy of the development data")
     with open_video(shared_data / rows[0]["path"]) as video:
-        clips = tall_clips(video.num_frames)
-        window = lip_windows(video.num_frames, num_windows=1)[0]
+        clips = tall_clips(video.num_frames, 8, 4)
+        window = lip_windows(video.num_frames, 25, num_windows=1)[0]
         indices = union_indices([*clips, window])
         frames = video.get_frames(indices)
     tracks = tracker.track(frames, indices)

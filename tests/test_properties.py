@@ -131,8 +131,8 @@ def test_union_indices_is_the_sorted_set_union(spans):
 
 @pytest.mark.parametrize("bad", [0, -1, True, 2.5, None, "3"])
 def test_samplers_reject_counts_that_are_not_positive_integers(bad):
-    for call in (lambda: samplers.tall_clips(bad, 2), lambda: samplers.tall_clips(10, bad),
-                 lambda: samplers.lip_windows(bad), lambda: samplers.even_frames(10, bad),
+    for call in (lambda: samplers.tall_clips(bad, 2, 4), lambda: samplers.tall_clips(10, bad, 4),
+                 lambda: samplers.lip_windows(bad, 25), lambda: samplers.even_frames(10, bad),
                  lambda: samplers.all_frames(bad)):
         with pytest.raises(ValueError):
             call()
@@ -432,7 +432,7 @@ def test_fusion_of_any_float32_logits_is_a_valid_probability(logits, coef, bias,
 @FAST
 @given(x=arrays(np.float64, st.integers(1, 50), elements=f32))
 def test_probabilities_of_float32_logits_are_finite(x):
-    from vidfake.detector import _sigmoid
+    from vidfake.branches import sigmoid as _sigmoid
 
     ps = [_sigmoid(float(v)) for v in x]
     assert all(0.0 <= p <= 1.0 for p in ps)

@@ -185,7 +185,7 @@ def test_gradcam_tall_on_the_real_tiny_tall_swin(tiny):
 
 
 def test_gradcam_image_maps_back_onto_the_part_of_the_image_the_model_saw(tiny, monkeypatch):
-    monkeypatch.setitem(tiny.models, "image2d", PooledIntensity(False))
+    monkeypatch.setattr(tiny.branches["image2d"], "model", PooledIntensity(False))
     image = np.zeros((120, 360, 3), np.uint8)
     image[40:80, 160:200] = 255  # in the centre square the model sees
     image[40:80, 20:60] = 255  # outside it: cut off by the centre crop, must get no heat
@@ -221,16 +221,19 @@ def _measured_view_box(height: int, width: int, size: int) -> tuple[float, ...]:
                                    (900, 20)])
 def test_model_view_box_matches_resize_for_model(shape):
     # cv2 INTER_AREA at non-integer ratios samples up to ~0.1 px off the ideal footprint.
-    assert viz._model_view_box(*shape, 224) == pytest.approx(_measured_view_box(*shape, 224), abs=0.15)
+    from vidfake.preprocessing.transforms import resize_for_model_box
+
+    assert resize_for_model_box(*shape, 224) == pytest.approx(_measured_view_box(*shape, 224), abs=0.15)
 
 
 def test_tall_heatmaps_land_on_the_right_frame_and_place(tiny, monkeypatch):
     """Golden: a white square in the third frame of a clip is found there after the layout round trip."""
+    from vidfake.branches import TallInput
     from vidfake.detector import Details
     from vidfake.preprocessing.faces import crop_faces
     from vidfake.preprocessing.layout import tall_layout
 
-    monkeypatch.setitem(tiny.models, "tall", PooledIntensity(True))
+    monkeypatch.setattr(tiny.branches["tall"], "model", PooledIntensity(True))
     # Grey 120 is just below ImageNet's mean: the model finds nothing there; white is strongly "fake".
     frames = np.full((4, 240, 320, 3), 120, np.uint8)
     boxes = np.array([[100, 60, 180, 140], [110, 60, 190, 140], [-10, 80, 70, 160], [120, 60, 200, 140]],
@@ -239,8 +242,7 @@ def test_tall_heatmaps_land_on_the_right_frame_and_place(tiny, monkeypatch):
     crops = crop_faces(frames, boxes, scale=1.3, size=112)
     indices = (10, 11, 12, 13)
     details = Details(frames=dict(zip(indices, frames, strict=True)),
-                      layouts=[{"track": 0, "indices": indices, "layout": tall_layout(crops.images),
-                                "boxes": list(crops.boxes)}])
+                      layouts=[TallInput(0, indices, tall_layout(crops.images), tuple(crops.boxes))])
     res = _video(clips=[_clip("tall", 10, 13, 0.9)], num_frames=20)
     maps = viz.video_heatmaps(res, details, tiny)
     assert maps.branch == "tall" and [f.frame_index for f in maps.frames] == list(indices)
@@ -434,7 +436,7 @@ def _train_patch_net(detector, steps: int = 120, side: int = 64, batch: int = 32
                 img = _resample(img, (x0, y0, x0 + s, y0 + s))
             images.append(img)
             labels.append(k % 2)
-        x = detector._to_tensor(np.stack(images), "image2d")  # the detector's own normalisation
+        x = detector.branches["image2d"].to_tensor(np.stack(images))  # the detector's own normalisation
         loss = F.cross_entropy(model(x), torch.tensor(labels))
         opt.zero_grad()
         loss.backward()
@@ -467,7 +469,7 @@ def test_partial_manipulation_timeline_peaks_and_heatmap_localises(tiny, monkeyp
         model = _train_patch_net(tiny)
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setitem(tiny.models, "image2d", model)
+    monkeypatch.setattr(tiny.branches["image2d"], "model", model)
     # The frames are textures without faces; mediapipe's full-range detector can still hallucinate one
     # in such blobs, so the tracker is told to find none: the 2D branch then scores whole frames.
     monkeypatch.setattr(tiny, "_tracker", _NoFaces())

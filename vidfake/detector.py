@@ -5,13 +5,15 @@ re-implements a piece of the pipeline.
 
 Video path (``(T, H, W, 3) uint8`` frames from :mod:`vidfake.preprocessing`)::
 
-    sample indices (TALL clips, lip windows, 2D frames) -> decode once, sequentially
-    -> track every face (mediapipe) -> per track:
-         image2d  on x1.3 face crops of the 2D frames         -> per-frame scores
-         tall     on 2x2 layouts of 4 consecutive face crops  -> per-clip scores
-         lip      on 25-frame 88x88 mouth windows             -> per-window scores
+    each branch plans its spans (2D frames, TALL clips, lip windows) -> decode their union once
+    -> track every face (mediapipe) -> each branch (``vidfake.branches``), per track:
+         image2d  on face crops of evenly spread frames                -> per-frame scores
+         tall     on 2x2 layouts of consecutive face crops             -> per-clip scores
+         lip      on aligned 88x88 grey mouth windows                  -> per-window scores
     -> per branch: mean over its clips, max over face tracks (a clip is fake if any face is)
     -> fusion (logistic regression on branch logits, fitted on validation scores) -> p(fake)
+
+Crop scale, frames per sample, layout and input size come from each branch's model config.
 
 Images go to the 2D detector on the whole image. A branch that cannot run (no face, clip shorter than a
 lip window, branch disabled) is reported in the result and the fusion uses the branches that ran.
@@ -31,12 +33,23 @@ from typing import Any
 
 import numpy as np
 
+from vidfake.branches import (
+    BRANCHES,
+    Branch,
+    BranchOutput,
+    BranchPlan,
+    FrameInput,
+    MouthInput,
+    TallInput,
+    VideoContext,
+    make_branch,
+    sigmoid,
+)
 from vidfake.preprocessing.errors import MediaError
-from vidfake.result import BranchScore, ClipScore, DetectionResult, FrameScore, three_class_vector
+from vidfake.result import BranchScore, DetectionResult, FrameScore, three_class_vector
 
 logger = logging.getLogger(__name__)
 
-BRANCHES = ("image2d", "tall", "lip")
 DETECTOR_FILE = "detector.json"
 
 
@@ -70,14 +83,14 @@ class FusionParams:
                 weights[b] = c
             else:
                 z += c * self.mean.get(b, 0.0)
-        return _sigmoid(z), weights
+        return sigmoid(z), weights
 
     def semi_share(self, logits: dict[str, float]) -> float:
         z = self.semi_bias + sum(self.semi_coef.get(b, 0.0) * v for b, v in logits.items())
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def calibrate_image(self, logit: float) -> float:
-        return _sigmoid(logit / self.image_temperature + self.image_bias)
+        return sigmoid(logit / self.image_temperature + self.image_bias)
 
 
 @dataclass(frozen=True)
@@ -88,9 +101,9 @@ class DetectorConfig:
         image_model, tall_model, lip_model: registered model names (``vidfake.temporal_models``).
         weights_dir: folder holding ``<model>.safetensors`` files; ``None`` = the shipped package folder.
         pretrained: load weights (False = random init, only for tests of the plumbing).
-        num_clips: TALL clips of 4 consecutive frames per video.
+        num_clips: TALL clips per video (frames per clip: the TALL model config's ``num_frames``).
         num_frames: frames scored by the 2D detector per video.
-        lip_windows: 25-frame mouth windows per video (0 disables).
+        lip_windows: mouth windows (of the lip model's frames per sample) per video (0 disables).
         max_faces: faces tracked per video; the video is as fake as its most fake face.
         max_side: videos are decoded with their long side at most this (bounds memory on 4K).
         threshold: decision threshold on the fused probability.
@@ -112,6 +125,20 @@ class DetectorConfig:
     branches: tuple[str, ...] = BRANCHES
     fusion: FusionParams = field(default_factory=FusionParams)
 
+    def model_name(self, branch: str) -> str:
+        """The registered model a branch runs."""
+        names = {"image2d": self.image_model, "tall": self.tall_model, "lip": self.lip_model}
+        try:
+            return names[branch]
+        except KeyError:
+            raise ValueError(f"unknown branch {branch!r}; choose from {BRANCHES}") from None
+
+    def branch(self, name: str) -> Branch:
+        """Branch ``name`` without its network: its spans, crops and input preparation (training, export)."""
+        from vidfake.temporal_models import get_config
+
+        return make_branch(name, get_config(self.model_name(name)))
+
     @classmethod
     def from_file(cls, path: str | Path) -> DetectorConfig:
         """Read a ``detector.json`` (written by training) into a config; unknown keys are an error."""
@@ -130,18 +157,6 @@ class DetectorConfig:
         return cls(**data, fusion=fusion)
 
 
-def _sigmoid(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-def _logit(p: float, eps: float = 1e-6) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return math.log(p / (1 - p))
-
-
 def shipped_weights_dir() -> Path:
     return Path(str(resources.files("vidfake.temporal_models.pretrained")))
 
@@ -153,17 +168,25 @@ class Details:
     Attributes:
         frames: decoded frames by stream index, ``(H, W, 3) uint8``.
         tracks: face tracks (``vidfake.preprocessing.faces.FaceTrack``).
-        layouts: per (track, clip) the TALL layout ``(224, 224, 3) uint8``, its 4 stream indices and
-            the 4 square crop boxes (frame pixels) each thumbnail was cut from.
-        mouth: per (track, window) the ``(25, 88, 88) uint8`` mouth strip.
+        crops: the 2D detector's inputs (:class:`~vidfake.branches.FrameInput`), per track and frame.
+        layouts: the TALL layouts (:class:`~vidfake.branches.TallInput`), per track and clip.
+        mouth: the lip windows (:class:`~vidfake.branches.MouthInput`), per track and window.
         image: the still image (images only).
     """
 
     frames: dict[int, np.ndarray] = field(default_factory=dict)
     tracks: list = field(default_factory=list)
-    layouts: list[dict[str, Any]] = field(default_factory=list)
-    mouth: list[dict[str, Any]] = field(default_factory=list)
+    crops: list[FrameInput] = field(default_factory=list)
+    layouts: list[TallInput] = field(default_factory=list)
+    mouth: list[MouthInput] = field(default_factory=list)
     image: np.ndarray | None = None
+
+    def add(self, outputs) -> None:
+        """Keep the typed inputs of branch outputs, each in its list."""
+        lists = {FrameInput: self.crops, TallInput: self.layouts, MouthInput: self.mouth}
+        for out in outputs:
+            for item in out.inputs:
+                lists[type(item)].append(item)
 
 
 class Detector:
@@ -187,12 +210,11 @@ class Detector:
         self.device = torch.device(device)
         if threads:
             torch.set_num_threads(int(threads))
-        self.models: dict[str, torch.nn.Module] = {}
-        self.model_configs: dict[str, Any] = {}
+        self.branches: dict[str, Branch] = {}
         self.identity: dict[str, str] = {}
-        names = {"image2d": self.config.image_model, "tall": self.config.tall_model, "lip": self.config.lip_model}
+        self.model_names = {b: self.config.model_name(b) for b in BRANCHES}
         weights_dir = Path(self.config.weights_dir) if self.config.weights_dir else shipped_weights_dir()
-        for branch, name in names.items():
+        for branch, name in self.model_names.items():
             if branch not in self.config.branches and branch != "image2d":
                 continue
             ckpt = None
@@ -208,12 +230,11 @@ class Detector:
             else:
                 model = create_model(name, checkpoint_path=str(ckpt) if ckpt else None)
             model.eval().to(self.device)
-            if branch == "image2d":
+            self.branches[branch] = make_branch(branch, get_config(name), model, self.device)
+            if self.branches[branch].channels_last:
                 # Convolutions on channels-last tensors: EfficientNet-Lite0 at batch 8 takes 225 ms
                 # instead of 301 ms on 2 CPU threads, NPR 432 instead of 547; outputs equal within 1e-5.
                 model.to(memory_format=torch.channels_last)
-            self.models[branch] = model
-            self.model_configs[branch] = get_config(name)
             self.identity[name] = _file_identity(ckpt) if ckpt else "random-init"
         if face_workers is not None and face_workers < 1:
             raise ValueError(f"face_workers must be >= 1, got {face_workers}")
@@ -248,6 +269,16 @@ class Detector:
         if overrides:
             cfg = replace(cfg, **overrides)
         return cls(cfg, device=device, threads=threads, face_workers=face_workers)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Loaded networks by branch name."""
+        return {b: br.model for b, br in self.branches.items()}
+
+    @property
+    def model_configs(self) -> dict[str, Any]:
+        """Model configs by branch name."""
+        return {b: br.config for b, br in self.branches.items()}
 
     @property
     def tracker(self):
@@ -298,8 +329,8 @@ class Detector:
 
         t0 = time.perf_counter()
         threshold = self.config.threshold if threshold is None else float(threshold)
-        branches = tuple(self.config.branches if branches is None else branches)
-        bad = set(branches) - set(BRANCHES)
+        requested = tuple(self.config.branches if branches is None else branches)
+        bad = set(requested) - set(BRANCHES)
         if bad:
             raise ValueError(f"unknown branches {sorted(bad)}; choose from {BRANCHES}")
         with open_media(media, source=source, kind=kind, max_side=self.config.max_side) as m:
@@ -308,7 +339,7 @@ class Detector:
             if m.kind.value == "image":
                 result = self._detect_image(m.image, m.source, threshold, timings, details)
             else:
-                result = self._detect_video(m.video, m.source, threshold, timings, details, branches,
+                result = self._detect_video(m.video, m.source, threshold, timings, details, requested,
                                             num_clips or self.config.num_clips,
                                             num_frames or self.config.num_frames)
         timings["total"] = _ms(t0)
@@ -322,47 +353,47 @@ class Detector:
         if details is not None:
             details.image = image
         p = self.config.fusion.calibrate_image(logit)
-        name = self.config.image_model
+        name = self.branches["image2d"].model_name
+        skipped = tuple(BranchScore(b, None, "skipped: still image", self.model_names[b])
+                        for b in BRANCHES if b != "image2d")
         return DetectionResult(
             source=source, kind="image", probability_fake=p, threshold=threshold,
             verdict="fake" if p >= threshold else "real",
             three_class=three_class_vector(p, self.config.fusion.image_semi_share),
-            branches=(BranchScore("image2d", p, "ok", name, 1.0),
-                      BranchScore("tall", None, "skipped: still image", self.config.tall_model),
-                      BranchScore("lip", None, "skipped: still image", self.config.lip_model)),
+            branches=(BranchScore("image2d", p, "ok", name, 1.0), *skipped),
             frames=(FrameScore(0, 0.0, p, False),), frames_used=1, num_frames=1,
             width=int(image.shape[1]), height=int(image.shape[0]),
             models={name: self.identity[name]},
         )
 
     # ------------------------------------------------------------------ videos
-    def _detect_video(self, video, source, threshold, timings, details, branches, num_clips, num_frames):
+    def _plans(self, n: int, requested: Sequence[str], num_clips: int, num_frames: int) -> dict[str, BranchPlan]:
+        """Per requested branch, the spans of an ``n``-frame stream it scores."""
+        counts = {"image2d": num_frames, "tall": num_clips, "lip": self.config.lip_windows}
+        return {b: self.branches[b].plan(n, counts[b]) for b in BRANCHES if b in requested}
+
+    def _decode(self, video, plans: dict[str, BranchPlan], warnings: list[str]):
+        """Decode every frame a plan needs, once; drop the spans that need a frame that did not decode."""
         from vidfake.preprocessing import samplers
 
-        n = video.num_frames
-        fps = float(video.fps) if video.fps and math.isfinite(video.fps) and video.fps > 0 else 25.0
-        warnings: list[str] = []
-        clips = samplers.tall_clips(n, num_clips, 4) if "tall" in branches else []
-        windows = []
-        if "lip" in branches and self.config.lip_windows > 0:
-            if n >= 25:
-                windows = samplers.lip_windows(n, 25, num_windows=self.config.lip_windows)
-            else:
-                warnings.append(f"lip branch skipped: {n} frames, fewer than one 25-frame window")
-        frame_ids = samplers.even_frames(n, min(num_frames, n)) if "image2d" in branches else ()
-        wanted = samplers.union_indices([*clips, *windows, samplers.ClipSpan(tuple(frame_ids), False)])
-
-        t = time.perf_counter()
+        wanted = samplers.union_indices([s for p in plans.values() for s in p.spans])
         frames, wanted, lost = _decode_available(video, wanted)
-        timings["decode"] = _ms(t)
         if lost:
             warnings.append(f"{len(lost)} sampled frame(s) failed to decode and were left out: {lost[:10]}")
-            clips = [c for c in clips if not set(c.indices) & set(lost)]
-            windows = [w for w in windows if not set(w.indices) & set(lost)]
-            frame_ids = tuple(i for i in frame_ids if i not in set(lost))
+            plans = {b: p.without(set(lost)) for b, p in plans.items()}
         warnings += [w for w in getattr(video, "warnings", ()) if w not in warnings]
+        return frames, wanted, plans
+
+    def _detect_video(self, video, source, threshold, timings, details, requested, num_clips, num_frames):
+        n = video.num_frames
+        fps = float(video.fps) if video.fps and math.isfinite(video.fps) and video.fps > 0 else 25.0
+        plans = self._plans(n, requested, num_clips, num_frames)
+        warnings = [p.warning for p in plans.values() if p.warning]
+
+        t = time.perf_counter()
+        frames, wanted, plans = self._decode(video, plans, warnings)
+        timings["decode"] = _ms(t)
         by_index = {int(i): k for k, i in enumerate(wanted)}
-        times = _frame_times(video, wanted, fps)
 
         t = time.perf_counter()
         tracks = self.tracker.track(frames, wanted)
@@ -373,212 +404,65 @@ class Detector:
             details.frames = {int(i): frames[k] for i, k in by_index.items()}
             details.tracks = list(tracks)
 
-        ctx = _VideoCtx(frames, by_index, tracks, fps, times)
-        branch_scores, clip_scores, frame_scores, logits = [], [], [], {}
-        runners = {"image2d": (self._video_image2d, frame_ids), "tall": (self._video_tall, clips),
-                   "lip": (self._video_lip, windows)}
+        ctx = VideoContext(frames, by_index, tracks, fps, _frame_times(video, wanted, fps))
+        scores, outputs = [], {}
         for b in BRANCHES:
-            model_name = {"image2d": self.config.image_model, "tall": self.config.tall_model,
-                          "lip": self.config.lip_model}[b]
-            if b not in branches:
-                branch_scores.append(BranchScore(b, None, "skipped: not requested", model_name))
-                continue
-            fn, spans = runners[b]
-            if not len(spans):
-                branch_scores.append(BranchScore(b, None, "skipped: clip too short", model_name))
-                continue
-            if b == "lip" and not tracks:
-                branch_scores.append(BranchScore(b, None, "skipped: no face tracked", model_name))
-                continue
-            t = time.perf_counter()
-            try:
-                logit, clips_b, frames_b = fn(ctx, spans, details)
-            except MediaError:
-                raise
-            except Exception as e:  # a failing branch must not take the others down; it is reported
-                logger.exception("%s: branch %s failed", source, b)
-                branch_scores.append(BranchScore(b, None, f"failed: {type(e).__name__}: {e}", model_name))
-                warnings.append(f"{b} branch failed: {e}")
-                continue
-            timings[b] = _ms(t)
-            logits[b] = logit
-            clip_scores += clips_b
-            frame_scores += frames_b
-            branch_scores.append(BranchScore(b, _sigmoid(logit), "ok", model_name))
-        if not logits:
-            raise RuntimeError(f"{source}: no branch produced a score ({[s.status for s in branch_scores]})")
+            status, out = self._run_branch(b, plans, ctx, requested, source, timings, warnings)
+            if out is not None:
+                outputs[b] = out
+            scores.append(BranchScore(b, sigmoid(out.logit) if out else None, status, self.model_names[b]))
+        if not outputs:
+            raise RuntimeError(f"{source}: no branch produced a score ({[s.status for s in scores]})")
+        if details is not None:
+            details.add(outputs.values())
 
         t = time.perf_counter()
+        logits = {b: o.logit for b, o in outputs.items()}
         p, weights = self.config.fusion.fuse(logits)
         semi = self.config.fusion.semi_share(logits)
         timings["fusion"] = _ms(t)
-        branch_scores = [replace(s, weight=weights.get(s.name, 0.0)) for s in branch_scores]
-        mouth_w = [w for w in ctx.mouth_widths if math.isfinite(w)]
+        mouth_w = [i.native_width for i in outputs["lip"].inputs if math.isfinite(i.native_width)] \
+            if "lip" in outputs else []
         h, w = frames.shape[1:3]
         return DetectionResult(
             source=source, kind="video", probability_fake=p, threshold=threshold,
             verdict="fake" if p >= threshold else "real", three_class=three_class_vector(p, semi),
-            branches=tuple(branch_scores), clips=tuple(clip_scores),
-            frames=tuple(sorted(frame_scores, key=lambda f: (f.frame_index, f.track))),
+            branches=tuple(replace(s, weight=weights.get(s.name, 0.0)) for s in scores),
+            clips=tuple(c for o in outputs.values() for c in o.clips),
+            frames=tuple(sorted((f for o in outputs.values() for f in o.frames),
+                                key=lambda f: (f.frame_index, f.track))),
             faces_found=len(tracks), frames_used=len(wanted), num_frames=n, fps=fps, width=int(w),
             height=int(h), mouth_roi_native_px=float(np.median(mouth_w)) if mouth_w else None,
-            models={name: self.identity[name] for b, name in
-                    (("image2d", self.config.image_model), ("tall", self.config.tall_model),
-                     ("lip", self.config.lip_model)) if b in logits},
+            models={self.model_names[b]: self.identity[self.model_names[b]] for b in outputs},
             warnings=tuple(warnings),
         )
 
-    def _video_image2d(self, ctx: _VideoCtx, frame_ids, details):
-        crops, meta = [], []
-        for tid, track in ctx.iter_tracks():
-            for i in frame_ids:
-                crop, present = ctx.face_crop(track, i, self._image_size("image2d"))
-                crops.append(crop)
-                meta.append((tid, i, present))
-        logits = self.image_logits(crops, already_sized=True)
-        per_track: dict[int, list[float]] = {}
-        frames_out = []
-        for (tid, i, present), z in zip(meta, logits, strict=True):
-            per_track.setdefault(tid, []).append(float(z))
-            frames_out.append(FrameScore(int(i), ctx.time(i), _sigmoid(float(z)), present, tid))
-        return max(float(np.mean(v)) for v in per_track.values()), [], frames_out
-
-    def _video_tall(self, ctx: _VideoCtx, clips, details):
-        import torch
-
-        from vidfake.preprocessing.layout import THUMB, tall_layout
-
-        layouts, meta = [], []
-        for tid, track in ctx.iter_tracks():
-            for clip in clips:
-                thumbs, boxes = zip(*(ctx.face_crop(track, i, THUMB, with_box=True) for i in clip.indices),
-                                    strict=True)
-                layout = tall_layout(np.stack(thumbs))
-                layouts.append(layout)
-                meta.append((tid, clip))
-                if details is not None:
-                    details.layouts.append({"track": tid, "indices": clip.indices, "layout": layout,
-                                            "boxes": [b for b, _ in boxes]})
-        x = self._to_tensor(np.stack(layouts), "tall")
-        with torch.inference_mode():
-            z = self._logit_fake(self.models["tall"](x))
-        per_track: dict[int, list[float]] = {}
-        clips_out = []
-        for (tid, clip), zi in zip(meta, z.tolist(), strict=True):
-            per_track.setdefault(tid, []).append(zi)
-            a, b = clip.indices[0], clip.indices[-1]
-            clips_out.append(ClipScore("tall", a, b, ctx.time(a), ctx.time(b, end=True), _sigmoid(zi), tid))
-        # TALL: video score = mean over clips; over faces, the most fake face decides.
-        return max(float(np.mean(v)) for v in per_track.values()), clips_out, []
-
-    def _video_lip(self, ctx: _VideoCtx, windows, details):
-        import torch
-
-        from vidfake.preprocessing.mouth import mouth_rois, normalize_rois
-
-        seqs, meta = [], []
-        for tid, track in ctx.iter_tracks(require_face=True):
-            for win in windows:
-                rows = [ctx.by_index[i] for i in win.indices]
-                # Adjacent rows (the usual case) are a view: no copy of 25 full frames.
-                consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
-                frames = ctx.frames[rows[0]:rows[-1] + 1] if consecutive else ctx.frames[rows]
-                lms = np.stack([ctx.landmarks(track, i) for i in win.indices])
-                rois = mouth_rois(frames, lms)
-                ctx.mouth_widths.append(float(rois.native_mouth_width))
-                seqs.append(normalize_rois(rois.rois))
-                meta.append((tid, win))
-                if details is not None:
-                    details.mouth.append({"track": tid, "indices": win.indices, "rois": rois.rois})
-        x = torch.from_numpy(np.stack(seqs)).unsqueeze(1).float().to(self.device)  # (B, 1, 25, 88, 88)
-        with torch.inference_mode():
-            z = self._logit_fake(self.models["lip"](x))
-        per_track: dict[int, list[float]] = {}
-        clips_out = []
-        for (tid, win), zi in zip(meta, z.tolist(), strict=True):
-            per_track.setdefault(tid, []).append(zi)
-            a, b = win.indices[0], win.indices[-1]
-            clips_out.append(ClipScore("lip", a, b, ctx.time(a), ctx.time(b, end=True), _sigmoid(zi), tid))
-        return max(float(np.mean(v)) for v in per_track.values()), clips_out, []
+    def _run_branch(self, b: str, plans: dict[str, BranchPlan], ctx: VideoContext, requested, source: str,
+                    timings: dict, warnings: list[str]) -> tuple[str, BranchOutput | None]:
+        """Run one branch on the clip: ``(status, output or None)``; a branch's failure is reported."""
+        if b not in requested:
+            return "skipped: not requested", None
+        if not plans[b].spans:
+            return "skipped: clip too short", None
+        branch = self.branches[b]
+        if branch.needs_face and not ctx.tracks:
+            return "skipped: no face tracked", None
+        t = time.perf_counter()
+        try:
+            out = branch.run(ctx, plans[b].spans)
+        except MediaError:
+            raise
+        except Exception as e:  # a failing branch must not take the others down; it is reported
+            logger.exception("%s: branch %s failed", source, b)
+            warnings.append(f"{b} branch failed: {e}")
+            return f"failed: {type(e).__name__}: {e}", None
+        timings[b] = _ms(t)
+        return "ok", out
 
     # ------------------------------------------------------------------ model plumbing
-    def _image_size(self, branch: str) -> int:
-        return int(self.model_configs[branch].input_size[-1])
-
-    def _to_tensor(self, images: np.ndarray, branch: str):
-        """``(B, H, W, 3) uint8`` -> normalised ``(B, 3, H, W) float32`` on the device."""
-        import torch
-
-        cfg = self.model_configs[branch]
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        mean = torch.tensor(cfg.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.std, device=self.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        # (B, H, W, 3) permuted is already channels-last in memory; the 2D detector keeps it so.
-        return x.contiguous(memory_format=torch.channels_last if branch == "image2d" else torch.contiguous_format)
-
-    @staticmethod
-    def _logit_fake(logits):
-        """Two-class logits ``(B, 2)`` -> the log-odds of fake ``(B,)``."""
-        return logits[:, 1] - logits[:, 0]
-
     def image_logits(self, images: Sequence[np.ndarray], already_sized: bool = False) -> np.ndarray:
         """Raw fake log-odds of the 2D detector for ``(H, W, 3) uint8`` images (before calibration)."""
-        import torch
-
-        from vidfake.preprocessing.transforms import resize_for_model
-
-        size = self._image_size("image2d")
-        if not already_sized:
-            images = [resize_for_model(im, size) for im in images]
-        x = self._to_tensor(np.stack(images), "image2d")
-        with torch.inference_mode():
-            return self._logit_fake(self.models["image2d"](x)).cpu().numpy()
-
-
-class _VideoCtx:
-    """Decoded frames and face tracks of one video, with per-frame crop look-ups."""
-
-    def __init__(self, frames: np.ndarray, by_index: dict[int, int], tracks: list, fps: float,
-                 times: dict[int, float]):
-        self.frames, self.by_index, self.tracks, self.fps = frames, by_index, tracks, fps
-        self.times = times
-        self.mouth_widths: list[float] = []
-        self._pos = [{int(i): k for k, i in enumerate(t.frame_indices)} for t in tracks]
-
-    def time(self, index: int, end: bool = False) -> float:
-        """Presentation time of a frame (real timestamps: variable frame rate); ``end`` adds one frame."""
-        return self.times.get(int(index), index / self.fps) + (1.0 / self.fps if end else 0.0)
-
-    def iter_tracks(self, require_face: bool = False):
-        if not self.tracks:
-            if not require_face:
-                yield 0, None
-            return
-        yield from enumerate(self.tracks)
-
-    def face_crop(self, track, index: int, size: int, with_box: bool = False):
-        """Square x1.3 face crop of frame ``index`` resized to ``size`` (whole frame, padded, if no track).
-
-        With ``with_box`` also returns ``(crop_box, face_present)``: the square crop box in frame pixels
-        (x0, y0, x1, y1; may reach past the frame), which maps a heatmap on the crop back to the frame.
-        """
-        from vidfake.preprocessing.faces import crop_faces
-
-        frame = self.frames[self.by_index[int(index)]]
-        if track is None:
-            h, w = frame.shape[:2]
-            box, scale, present = np.array([0, 0, w, h], np.float32), 1.0, False
-        else:
-            k = self._pos[self.tracks.index(track)][int(index)]
-            box, scale, present = track.boxes[k], 1.3, bool(track.present[k])
-        crops = crop_faces(frame[None], box[None], scale=scale, size=size)
-        crop, crop_box = crops.images[0], crops.boxes[0]
-        return (crop, (crop_box, present)) if with_box else (crop, present)
-
-    def landmarks(self, track, index: int) -> np.ndarray:
-        tid = self.tracks.index(track)
-        return track.landmarks[self._pos[tid][int(index)]]
+        return self.branches["image2d"].image_logits(images, already_sized=already_sized)
 
 
 def _decode_available(video, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -14,7 +14,7 @@ Pictures (PNG, matplotlib's Agg renderer through :class:`matplotlib.figure.Figur
 * **heatmaps**: Grad-CAM (Selvaraju et al., ICCV 2017) of the fake log-odds ``logit_fake - logit_real``
   with respect to the last feature map of a branch. For videos, the highest-scoring TALL clip: the
   ``(224, 224)`` layout heatmap is split back into its 4 thumbnails (:func:`tall_inverse`) and each is
-  pasted onto its frame through the square x1.3 face crop box (:func:`heatmap_to_frame`). When TALL did
+  pasted onto its frame through the square face crop box (:func:`heatmap_to_frame`). When TALL did
   not run, the 4 highest-scoring 2D frames are shown the same way through the 2D detector's crops. For
   images, the 2D detector's heatmap over the region of the image the model saw.
 * **mouth**: the 25 mouth crops of the highest-scoring lip window, tiled row-major.
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
 
+    from vidfake.branches import Branch
     from vidfake.detector import Details, Detector
 
 __all__ = [
@@ -453,23 +454,18 @@ def gradcam(model: Any, x: torch.Tensor, *, fake_index: int = 1, real_index: int
     return cam.cpu().numpy().astype(np.float32)
 
 
-def _class_indices(detector: Detector, branch: str) -> tuple[int, int]:
-    names = tuple(getattr(detector.model_configs[branch], "label_names", ("real", "fake")))
-    return names.index("fake"), names.index("real")
+def _branch(detector: Detector, name: str) -> Branch:
+    branch = detector.branches.get(name)
+    if branch is None or branch.model is None:
+        raise ValueError(f"the detector has no {name!r} model loaded (branches: {sorted(detector.branches)})")
+    return branch
 
 
-def _branch_model(detector: Detector, branch: str) -> Any:
-    model = detector.models.get(branch)
-    if model is None:
-        raise ValueError(f"the detector has no {branch!r} model loaded (branches: {sorted(detector.models)})")
-    return model
-
-
-def _batched_gradcam(detector: Detector, images: np.ndarray, branch: str) -> np.ndarray:
+def _batched_gradcam(detector: Detector, images: np.ndarray, name: str) -> np.ndarray:
     """Grad-CAM of a branch over ``(N, S, S, 3) uint8`` model-sized inputs -> ``(N, S, S)``."""
-    model = _branch_model(detector, branch)
-    fake, real = _class_indices(detector, branch)
-    out = [gradcam(model, detector._to_tensor(images[i : i + _GRADCAM_BATCH], branch),
+    branch = _branch(detector, name)
+    fake, real = branch.config.fake_index, branch.config.label_names.index("real")
+    out = [gradcam(branch.model, branch.to_tensor(images[i : i + _GRADCAM_BATCH]),
                    fake_index=fake, real_index=real)
            for i in range(0, len(images), _GRADCAM_BATCH)]
     return np.concatenate(out) if out else np.zeros((0, *images.shape[1:3]), np.float32)
@@ -481,7 +477,7 @@ def gradcam_tall(detector: Detector, layouts: np.ndarray) -> np.ndarray:
     Args:
         detector: a detector with its ``"tall"`` model loaded.
         layouts: ``(N, 224, 224, 3)`` (or one ``(224, 224, 3)``) uint8 RGB [0, 255] layouts, as in
-            ``Details.layouts[k]["layout"]``.
+            ``Details.layouts[k].layout``.
 
     Returns:
         ``(N, 224, 224)`` float32 in [0, 1], one map per layout (split it into the 4 frames with
@@ -493,37 +489,12 @@ def gradcam_tall(detector: Detector, layouts: np.ndarray) -> np.ndarray:
     layouts = np.asarray(layouts)
     if layouts.ndim == 3:
         layouts = layouts[None]
-    size = tuple(detector.model_configs["tall"].input_size[1:]) if "tall" in detector.model_configs else None
+    size = tuple(detector.branches["tall"].config.input_size[1:]) if "tall" in detector.branches else None
     if layouts.ndim != 4 or layouts.shape[3] != 3 or layouts.dtype != np.uint8 or (
             size is not None and layouts.shape[1:3] != size):
         raise ValueError(f"gradcam_tall: expected (N, {size[0] if size else 224}, "
                          f"{size[1] if size else 224}, 3) uint8 layouts, got {layouts.shape} {layouts.dtype}")
     return _batched_gradcam(detector, layouts, "tall")
-
-
-def _model_view_box(height: int, width: int, size: int) -> tuple[float, float, float, float]:
-    """The region of an ``(height, width)`` image that ``resize_for_model(image, size)`` keeps.
-
-    Mirrors :func:`vidfake.preprocessing.transforms.resize_for_model` (short side to ``size``, centre
-    crop, and for very elongated images a centre cut of the long side first; ``tests/test_viz.py``
-    checks the mirror against the transform itself); returns ``x0, y0, x1, y1`` in the image's pixels.
-    """
-    from vidfake.preprocessing.transforms import _MAX_ASPECT
-
-    scale = size / min(height, width)
-    h, w, off_x, off_y = height, width, 0, 0
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    if max(nh, nw) > _MAX_ASPECT * size:
-        if nw > nh:
-            keep = min(w, math.ceil(w * _MAX_ASPECT * size / nw))
-            off_x, w = (w - keep) // 2, keep
-        else:
-            keep = min(h, math.ceil(h * _MAX_ASPECT * size / nh))
-            off_y, h = (h - keep) // 2, keep
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    top, left = (nh - size) // 2, (nw - size) // 2
-    sx, sy = w / nw, h / nh
-    return off_x + left * sx, off_y + top * sy, off_x + (left + size) * sx, off_y + (top + size) * sy
 
 
 def gradcam_image(detector: Detector, image: np.ndarray) -> np.ndarray:
@@ -544,14 +515,13 @@ def gradcam_image(detector: Detector, image: np.ndarray) -> np.ndarray:
         ValueError: ``image`` is not ``(H, W, 3)`` uint8.
     """
     from vidfake.preprocessing.layout import heatmap_to_frame
-    from vidfake.preprocessing.transforms import resize_for_model
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
         raise ValueError(f"gradcam_image: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    size = detector._image_size("image2d")
-    cam = _batched_gradcam(detector, resize_for_model(image, size)[None], "image2d")[0]
-    box = _model_view_box(image.shape[0], image.shape[1], size)
+    branch = _branch(detector, "image2d")
+    cam = _batched_gradcam(detector, branch.prepare_image(image)[None], "image2d")[0]
+    box = branch.view_box(image.shape[0], image.shape[1])
     return np.clip(heatmap_to_frame(cam, box, image.shape), 0.0, 1.0)
 
 
@@ -642,27 +612,22 @@ class VideoHeatmaps:
     title: str
 
 
-def _crop_scale(details: Details) -> float:
-    # The detector crops faces x1.3 (TALL, 2D) and, when no face is tracked, the whole frame at x1.0.
-    return 1.3 if details.tracks else 1.0
-
-
 def _tall_views(result: DetectionResult, details: Details, detector: Detector) -> VideoHeatmaps | None:
     from vidfake.preprocessing.layout import heatmap_to_frame, tall_inverse
 
     clips = [c for c in result.clips if c.branch == "tall"]
-    by_key = {(d["track"], int(d["indices"][0]), int(d["indices"][-1])): d for d in details.layouts}
+    by_key = {(d.track, d.indices[0], d.indices[-1]): d for d in details.layouts}
     clips = [c for c in clips if (c.track, c.start_frame, c.end_frame) in by_key]
     if not clips:
         return None
     clip = max(clips, key=lambda c: c.probability)
     entry = by_key[(clip.track, clip.start_frame, clip.end_frame)]
-    cam = gradcam_tall(detector, entry["layout"])[0]
-    heats, thumbs = tall_inverse(cam), tall_inverse(np.asarray(entry["layout"]))
+    cam = gradcam_tall(detector, entry.layout)[0]
+    heats, thumbs = tall_inverse(cam), tall_inverse(np.asarray(entry.layout))
     views = []
-    for k, index in enumerate(entry["indices"]):
+    for k, index in enumerate(entry.indices):
         frame = details.frames[int(index)]
-        box = np.asarray(entry["boxes"][k], dtype=np.float64)  # the square crop box the thumbnail came from
+        box = np.asarray(entry.boxes[k], dtype=np.float64)  # the square crop box the thumbnail came from
         heat_frame = np.clip(heatmap_to_frame(heats[k], box, frame.shape), 0, 1)
         views.append(FrameHeatmap(int(index), frame, box, thumbs[k], heats[k], heat_frame))
     title = (f"Grad-CAM of the TALL branch on its highest-scoring clip: frames {clip.start_frame}-"
@@ -675,26 +640,17 @@ def _tall_views(result: DetectionResult, details: Details, detector: Detector) -
 
 def _image2d_views(result: DetectionResult, details: Details, detector: Detector,
                    count: int = 4) -> VideoHeatmaps | None:
-    from vidfake.preprocessing.faces import crop_faces
     from vidfake.preprocessing.layout import heatmap_to_frame
 
-    scored = [f for f in result.frames if f.frame_index in details.frames]
+    # The 2D detector's own inputs, kept by the detector: the crop the model saw and its box.
+    inputs = {(i.track, i.index): i for i in details.crops}
+    scored = [f for f in result.frames if (f.track, f.frame_index) in inputs and f.frame_index in details.frames]
     if not scored:
         return None
     top = sorted(sorted(scored, key=lambda f: -f.probability)[:count], key=lambda f: (f.frame_index, f.track))
-    size = detector._image_size("image2d")
-    crops, boxes, frames = [], [], []
-    for f in top:
-        frame = details.frames[f.frame_index]
-        if details.tracks:
-            track = details.tracks[f.track]
-            face = track.boxes[track.rows([f.frame_index])[0]]
-        else:
-            face = np.array([0, 0, frame.shape[1], frame.shape[0]], np.float32)
-        c = crop_faces(frame[None], np.asarray(face, np.float32)[None], scale=_crop_scale(details), size=size)
-        crops.append(c.images[0])
-        boxes.append(c.boxes[0])
-        frames.append(frame)
+    chosen = [inputs[(f.track, f.frame_index)] for f in top]
+    crops, boxes = [i.crop for i in chosen], [i.box for i in chosen]
+    frames = [details.frames[f.frame_index] for f in top]
     cams = _batched_gradcam(detector, np.stack(crops), "image2d")
     views = [FrameHeatmap(f.frame_index, fr, b, cr, cam, np.clip(heatmap_to_frame(cam, b, fr.shape), 0, 1))
              for f, fr, b, cr, cam in zip(top, frames, boxes, crops, cams, strict=True)]
@@ -711,7 +667,7 @@ def video_heatmaps(result: DetectionResult, details: Details, detector: Detector
     its 4 thumbnails with :func:`~vidfake.preprocessing.layout.tall_inverse` and pasted onto each frame
     through the square crop box the thumbnail was cut from
     (:func:`~vidfake.preprocessing.layout.heatmap_to_frame`). ``"image2d"``: the 4 highest-scoring 2D
-    frames, each through the 2D detector's own crop (x1.3 face box, or the whole frame, padded square,
+    frames, each through the 2D detector's own crop (the enlarged face box, or the whole frame, padded square,
     when no face was tracked).
 
     Args:
@@ -726,9 +682,9 @@ def video_heatmaps(result: DetectionResult, details: Details, detector: Detector
     if branch not in (None, "tall", "image2d"):
         raise ValueError(f"video_heatmaps: branch must be 'tall' or 'image2d', got {branch!r}")
     views = None
-    if branch in (None, "tall") and "tall" in detector.models:
+    if branch in (None, "tall") and "tall" in detector.branches:
         views = _tall_views(result, details, detector)
-    if views is None and branch in (None, "image2d") and "image2d" in detector.models:
+    if views is None and branch in (None, "image2d") and "image2d" in detector.branches:
         views = _image2d_views(result, details, detector)
     return views
 
@@ -799,7 +755,7 @@ def _write_mouth(result: DetectionResult, details: Details, path: Path) -> str |
     """Write the mouth strip of the highest-scoring lip window; returns its caption, or None if none."""
     from PIL import Image
 
-    by_key = {(d["track"], int(d["indices"][0]), int(d["indices"][-1])): d for d in details.mouth}
+    by_key = {(d.track, d.indices[0], d.indices[-1]): d for d in details.mouth}
     clips = [c for c in result.clips if c.branch == "lip" and (c.track, c.start_frame, c.end_frame) in by_key]
     if clips:
         clip: ClipScore | None = max(clips, key=lambda c: c.probability)
@@ -808,8 +764,8 @@ def _write_mouth(result: DetectionResult, details: Details, path: Path) -> str |
         clip, entry = None, details.mouth[0]
     else:
         return None
-    Image.fromarray(mouth_strip(np.asarray(entry["rois"]))).save(path, format="PNG")
-    indices = [int(i) for i in entry["indices"]]
+    Image.fromarray(mouth_strip(np.asarray(entry.rois))).save(path, format="PNG")
+    indices = [int(i) for i in entry.indices]
     what = (f"the highest-scoring lip window, p(fake) = {clip.probability:.3f}" if clip is not None
             else "the first lip window")
     return (f"Mouth crops of {what}: frames {indices[0]}-{indices[-1]} ({len(indices)} crops, row-major, "

@@ -75,7 +75,8 @@ FACE_MODES = ("haar", "none")
 # OpenCV's alt2 frontal cascade: on the first 16 frames of the 36 dev val videos at 224 and 320 px it
 # found a face in 576/576 frames (mediapipe: 576/576), its box side was 0.99x the mediapipe landmark
 # extent (IQR 0.95-1.02; the default cascade 1.00x, IQR 0.97-1.05, 930 kB vs 540 kB) and its centre
-# 0.06 box sides higher; scale and shift below map it onto the detector's x1.3 landmark crops.
+# 0.06 box sides higher; scale and shift below map it onto the detector's landmark crops (the TALL
+# branch's crop_scale, from its model config).
 HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 HAAR_SIDE_RATIO = 0.99
 HAAR_SHIFT_Y = 0.06
@@ -307,7 +308,7 @@ def _fold_video(detector, num_frames: int, faces: str) -> tuple[dict, dict]:
     tall_model, tall_cfg = detector.models["tall"], detector.model_configs["tall"]
     arch = {
         "modality": "video", "num_classes": 2, "num_frames": num_frames, "face_crop": faces,
-        "face_scale": round(1.3 / HAAR_SIDE_RATIO, 4), "face_shift_y": HAAR_SHIFT_Y,
+        "face_scale": round(detector.branches["tall"].crop_scale / HAAR_SIDE_RATIO, 4), "face_shift_y": HAAR_SHIFT_Y,
         "haar_min_face": 0.08, "smooth_frames": 5,
         "image": _image_arch(img_model, img_cfg), "tall": _tall_arch(tall_model, tall_cfg),
     }

@@ -40,7 +40,7 @@ ARCH = {
     "num_classes": 2,
     "num_frames": 8,
     "face_crop": "none",
-    "face_scale": 1.3,
+    "face_scale": 1.3131,  # what `vidfake export` writes: the TALL crop scale over HAAR_SIDE_RATIO
     "face_shift_y": 0.06,
     "haar_min_face": 0.08,
     "smooth_frames": 5,

@@ -5,7 +5,7 @@ video we keep ``segments`` runs of ``segment_len`` consecutive frames spread ove
 TALL's 4-frame clips and LipForensics' 25-frame windows), and per frame:
 
 - ``crops``: ``(T, S, S, 3) uint8``, a square crop around the tracked face enlarged ``crop_scale`` times
-  (wider than TALL's x1.3, so augmentations and self-blending have context to work with);
+  (wider than the face models' own crop, so augmentations and self-blending have context to work with);
 - ``landmarks``: ``(T, 478, 2) float32`` mediapipe landmarks in crop pixel coordinates;
 - ``mouth``: ``(T, 88, 88) uint8`` LipForensics mouth ROIs cut from the original frames, as the
   detector cuts them at inference;

@@ -79,7 +79,7 @@ def run(config_path: str, budget: float, out: str | None, *, folds: list[str] | 
         model_cfg = get_config(base.model)
         vids = load_cached(held + real_val, dcfg.cache_dir, CacheConfig())
         ds = (TallDataset(vids, model_cfg, dcfg, train=False) if branch == "tall"
-              else LipDataset(vids, dcfg, train=False))
+              else LipDataset(vids, model_cfg, dcfg, train=False))
         from vidfake.temporal_models import create_model
 
         model = create_model(base.model, checkpoint_path=str(Path(cfg.out_dir) / "best.safetensors")).eval()

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidfake.branches import make_branch
 from vidfake.training.cache import CacheConfig, CachedVideo, build_cache, load_cached
 from vidfake.training.data import MediaItem, read_manifest, scan_folder
 
 logger = logging.getLogger(__name__)
 
-TALL_SCALE = 1.3
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,14 @@ def cached_videos(cfg: DataConfig, split: str) -> list[CachedVideo]:
 
 
 # --------------------------------------------------------------------------- shared sample makers
-def _face_region(crop: np.ndarray, crop_scale: float, size: int, rng=None, jitter: float = 0.0) -> np.ndarray:
-    """The x1.3 face box inside a cached x``crop_scale`` crop, resized to ``size`` (optional small shift)."""
+def _face_region(crop: np.ndarray, crop_scale: float, face_scale: float, size: int, rng=None,
+                 jitter: float = 0.0) -> np.ndarray:
+    """The x``face_scale`` face box (the branch's crop) inside a cached x``crop_scale`` crop, resized to
+    ``size`` (optional small shift)."""
     import cv2
 
     S = crop.shape[0]
-    side = S * TALL_SCALE / crop_scale
+    side = S * face_scale / crop_scale
     c = S / 2.0
     if rng is not None and jitter:
         c = c + rng.uniform(-jitter, jitter, 2) * side
@@ -159,7 +161,7 @@ class Image2DDataset(_SeededDataset):
                  *, train: bool, seed: int = 0):
         super().__init__(seed, train)
         self.images, self.videos, self.cfg, self.mcfg = images, videos, cfg, model_cfg
-        self.size = int(model_cfg.input_size[-1])
+        self.branch = make_branch("image2d", model_cfg)  # the detector's own crop scale and input size
         k = cfg.video_frames_per_video
         self.index = [("image", i, 0) for i in range(len(images))]
         self.index += [("video", v, j) for v in range(len(videos)) for j in range(k)]
@@ -170,7 +172,6 @@ class Image2DDataset(_SeededDataset):
 
     def __getitem__(self, i: int):
         from vidfake.preprocessing.images import load_image
-        from vidfake.preprocessing.transforms import resize_for_model
 
         rng = self.rng(i)
         src, a, j = self.index[i]
@@ -179,7 +180,7 @@ class Image2DDataset(_SeededDataset):
             img = load_image(item.path)
             label = item.label
             img = _subnet_aug(img, self.cfg.subnet_aug_levels, rng) if self.train else _level0(img)
-            img = resize_for_model(img, self.size)
+            img = self.branch.prepare_image(img)
         else:
             v = self.videos[a]
             n = len(v.crops)
@@ -189,10 +190,10 @@ class Image2DDataset(_SeededDataset):
             if self.train and label == 0 and rng.random() < self.cfg.sbi_prob:
                 frame = _sbi(frame[None], v.landmarks[t][None], self.cfg, rng)[0]
                 label = 1
-            face = _face_region(frame, v.crop_scale, 256, rng if self.train else None, 0.05)
+            face = _face_region(frame, v.crop_scale, self.branch.crop_scale, 256, rng if self.train else None, 0.05)
             if self.train:
                 face = _subnet_aug(face, self.cfg.subnet_aug_levels, rng)
-            img = resize_for_model(face, self.size)
+            img = self.branch.prepare_image(face)
         return _normalise(img, self.mcfg.mean, self.mcfg.std), label
 
 
@@ -210,6 +211,7 @@ class TallDataset(_SeededDataset):
     def __init__(self, videos: list[CachedVideo], model_cfg, cfg: DataConfig, *, train: bool, seed: int = 0):
         super().__init__(seed, train)
         self.videos, self.cfg, self.mcfg = videos, cfg, model_cfg
+        self.branch = make_branch("tall", model_cfg)  # clip length, crop scale, thumbnail size, layout
         per = cfg.samples_per_video if train else 3
         self.index = [(v, j) for v in range(len(videos)) for j in range(per)]
         self.labels = [videos[v].item.label for v, _ in self.index]
@@ -221,14 +223,13 @@ class TallDataset(_SeededDataset):
         segs = np.unique(v.seg)
         s = segs[int(rng.integers(len(segs)))] if self.train else segs[j % len(segs)]
         frames = v.segment_frames(s)
-        if len(frames) < 4:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], 4 - len(frames))])
-        start = int(rng.integers(len(frames) - 3)) if self.train else (len(frames) - 4) // 2
-        return frames[start : start + 4]
+        n = self.branch.frames_per_sample
+        if len(frames) < n:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], n - len(frames))])
+        start = int(rng.integers(len(frames) - n + 1)) if self.train else (len(frames) - n) // 2
+        return frames[start : start + n]
 
     def __getitem__(self, i: int):
-        from vidfake.preprocessing.layout import THUMB, tall_layout
-
         rng = self.rng(i)
         vi, j = self.index[i]
         v = self.videos[vi]
@@ -237,26 +238,28 @@ class TallDataset(_SeededDataset):
         if self.train and label == 0 and rng.random() < self.cfg.sbi_prob:
             crops, label = _sbi(crops, v.landmarks[t], self.cfg, rng), 1
         shift = rng if self.train else None
-        faces = np.stack([_face_region(c, v.crop_scale, 256) for c in crops])
+        faces = np.stack([_face_region(c, v.crop_scale, self.branch.crop_scale, 256) for c in crops])
         if self.train:
             faces = _subnet_aug(faces, self.cfg.subnet_aug_levels, shift)
         import cv2
 
-        thumbs = np.stack([cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in faces])
-        return _normalise(tall_layout(thumbs), self.mcfg.mean, self.mcfg.std), label
+        side = self.branch.thumb_size
+        thumbs = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in faces])
+        return _normalise(self.branch.tile(thumbs), self.mcfg.mean, self.mcfg.std), label
 
 
 # --------------------------------------------------------------------------- lip branch
 class LipDataset(_SeededDataset):
-    """25-frame mouth sequences. Returns ``(x (1, 25, 88, 88) float32, label)``.
+    """Mouth sequences of the lip model's frames per sample. Returns ``(x (1, T, 88, 88) float32, label)``.
 
     SBI fakes re-cut the mouth from the blended face crop. Scale and blur augmentation on every sample
     so the branch cannot learn "small, upsampled mouth = fake" (a confound in the dev data).
     """
 
-    def __init__(self, videos: list[CachedVideo], cfg: DataConfig, *, train: bool, seed: int = 0):
+    def __init__(self, videos: list[CachedVideo], model_cfg, cfg: DataConfig, *, train: bool, seed: int = 0):
         super().__init__(seed, train)
         self.videos, self.cfg = videos, cfg
+        self.branch = make_branch("lip", model_cfg)  # window length
         per = cfg.samples_per_video if train else 1
         self.index = [(v, j) for v in range(len(videos)) for j in range(per)]
         self.labels = [videos[v].item.label for v, _ in self.index]
@@ -273,7 +276,8 @@ class LipDataset(_SeededDataset):
         segs = np.unique(v.seg)
         s = segs[int(rng.integers(len(segs)))] if self.train else segs[len(segs) // 2]
         t = v.segment_frames(s)
-        t = np.concatenate([t, np.repeat(t[-1:], max(0, 25 - len(t)))])[:25]
+        n = self.branch.frames_per_sample
+        t = np.concatenate([t, np.repeat(t[-1:], max(0, n - len(t)))])[:n]
         label = v.item.label
         if self.train and label == 0 and rng.random() < self.cfg.sbi_prob:
             fakes = _sbi(v.crops[t], v.landmarks[t], self.cfg, rng)
@@ -319,7 +323,8 @@ def build_datasets(branch: str, dcfg: DataConfig, model_cfg, seed: int):
         return (TallDataset(tr, model_cfg, dcfg, train=True, seed=seed),
                 TallDataset(va, model_cfg, dcfg, train=False, seed=seed))
     if branch == "lip":
-        return LipDataset(tr, dcfg, train=True, seed=seed), LipDataset(va, dcfg, train=False, seed=seed)
+        return (LipDataset(tr, model_cfg, dcfg, train=True, seed=seed),
+                LipDataset(va, model_cfg, dcfg, train=False, seed=seed))
     raise ValueError(f"unknown branch {branch!r}; choose image2d, tall or lip")
 
 
