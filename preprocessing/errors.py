@@ -7,27 +7,35 @@ another sample or a default answer.
 
 from __future__ import annotations
 
+# The generic bases live in vidfake.errors (importable from every layer); re-exported here, where
+# they have always been imported from.
+from vidfake.errors import BackendUnavailableError, SourcedError, VidfakeError
 
-class VidfakeError(Exception):
-    """Base class of vidfake's own errors."""
-
-
-class SourcedError(VidfakeError, ValueError):
-    """Something given to vidfake is unusable: the message is ``"<source>: <problem>"``.
-
-    Args:
-        source: a printable name of what was given (a file, ``"<bytes>"``, a config, a package).
-        problem: what is wrong, in words a user understands.
-    """
-
-    def __init__(self, source: str, problem: str):
-        self.source = source
-        self.problem = problem
-        super().__init__(f"{source}: {problem}")
+__all__ = [
+    "BackendUnavailableError",
+    "DecodeError",
+    "DecodeTimeoutError",
+    "FrameIndexError",
+    "MediaError",
+    "MediaNotFoundError",
+    "MediaTooLargeError",
+    "SourcedError",
+    "UnsupportedMediaError",
+    "VidfakeError",
+    "WireFormatError",
+]
 
 
 class MediaError(SourcedError):
     """An input cannot be turned into frames (``source``: file path, ``"<bytes>"``, ``"<wire:video>"``)."""
+
+
+class MediaNotFoundError(MediaError, FileNotFoundError):
+    """The input path does not exist."""
+
+
+class FrameIndexError(MediaError, IndexError):
+    """A requested frame index is negative or not below the stream's frame count."""
 
 
 class UnsupportedMediaError(MediaError):
@@ -49,6 +57,3 @@ class DecodeTimeoutError(DecodeError):
 class WireFormatError(MediaError):
     """A subnet wire payload (base64 image, base85+zlib JPEG frames) is malformed."""
 
-
-class BackendUnavailableError(VidfakeError, ImportError):
-    """An optional backend (decord, PyAV, mediapipe) is not installed; the message says what to install."""

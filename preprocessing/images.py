@@ -3,7 +3,7 @@
 :func:`load_image` reads JPEG (and phone MPO), PNG, GIF (first frame), WebP, BMP, TIFF, AVIF and
 PPM with Pillow, restricted to those formats so a hostile file cannot reach Pillow's other plugins
 (EPS, for one, runs Ghostscript). The header's dimensions are checked against
-:class:`~vidfake.preprocessing.decoders.MediaLimits` before any pixel is decoded (``Image.open`` is
+:class:`~vidfake.preprocessing.inputs.MediaLimits` before any pixel is decoded (``Image.open`` is
 lazy), so a decompression bomb costs nothing. EXIF orientation is applied, as every viewer does.
 
 :func:`subnet_image` reproduces what a BitMind validator sends at augmentation level 0.
@@ -23,8 +23,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from vidfake.preprocessing.decoders import MediaInput, MediaLimits, source_name
 from vidfake.preprocessing.errors import DecodeError, MediaTooLargeError, UnsupportedMediaError
+from vidfake.preprocessing.inputs import MediaInput, MediaLimits, source_name
 
 logger = logging.getLogger(__name__)
 

@@ -17,17 +17,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from vidfake.preprocessing.decoders import (
-    ArrayDecoder,
-    Backend,
-    MediaInput,
-    MediaLimits,
-    VideoDecoder,
-    open_video,
-    source_name,
-)
+from vidfake.preprocessing.decoders import ArrayDecoder, Backend, VideoDecoder, open_video
 from vidfake.preprocessing.errors import UnsupportedMediaError
 from vidfake.preprocessing.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, load_image, sniff_image_format
+from vidfake.preprocessing.inputs import MediaInput, MediaLimits, source_name
 
 logger = logging.getLogger(__name__)
 

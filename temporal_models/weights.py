@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidfake.preprocessing.errors import VidfakeError
+from vidfake.errors import VidfakeError
 
 __all__ = [
     "ChecksumMismatchError",

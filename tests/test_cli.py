@@ -62,3 +62,22 @@ def test_text_table_and_stdin(samples_dir):
     assert out.returncode == 0, out.stderr.decode()
     text = out.stdout.decode()
     assert "<stdin>" in text and "P(fake)" in text and ("REAL" in text or "FAKE" in text)
+
+
+@pytest.mark.slow
+def test_threshold_is_the_weights_own_unless_given(samples_dir, tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "detector.json").write_text(json.dumps({
+        "image_model": "image2d_test", "tall_model": "tall_swin_test", "lip_model": "lip_test",
+        "pretrained": False, "num_clips": 2, "num_frames": 4, "lip_windows": 1, "threshold": 0.73}))
+    photo = str(samples_dir / "real_photo.jpg")
+    own = run(photo, "--weights", str(weights), "--format", "json")
+    assert own.returncode == 0, own.stderr.decode()
+    doc = json.loads(own.stdout)
+    assert (doc["threshold"], doc["threshold_source"]) == (0.73, "weights")
+    assert doc["verdict"] == ("fake" if doc["probability_fake"] >= 0.73 else "real")
+    given = json.loads(run(photo, "--weights", str(weights), "--format", "json", "--threshold", "0.2").stdout)
+    assert (given["threshold"], given["threshold_source"]) == (0.2, "--threshold")
+    text = run(photo, "--weights", str(weights)).stdout.decode()
+    assert "verdict threshold on P(fake): 0.730 (the weights' own)" in text

@@ -46,7 +46,7 @@ class _Fingerprint:
 
         digest = hashlib.sha256(np.ascontiguousarray(media).tobytes()).digest()
         p = int.from_bytes(digest[:4], "big") / 2**32
-        return SimpleNamespace(probability_fake=p, three_class=(1 - p, p / 2, p / 2),
+        return SimpleNamespace(probability_fake=p, three_class=(1 - p, p / 2, p / 2), threshold=0.5,
                                branches=(BranchScore("image2d", p, "ok", "fingerprint"),))
 
 
@@ -77,3 +77,76 @@ def test_item_key_is_stable_across_folders_and_tells_items_apart(items, tmp_path
 def test_summary_counts_every_item(tiny, items):
     report = summarise(predict(tiny, items, mode="clean", progress=False))
     assert report["modalities"]["image"]["n"] == 2 and report["modalities"]["video"]["n"] == 1
+
+
+# --------------------------------------------------------------------------- which threshold the report uses
+def _pred(label: int, p: float, threshold: float | None = 0.7, source: str = "s"):
+    from vidfake.evaluate import Prediction
+
+    return Prediction(f"{label}-{p}.jpg", "image", label, label, "m", source, p, (1 - p, p, 0.0),
+                      threshold=threshold)
+
+
+def test_summary_uses_the_detectors_threshold_unless_one_is_given():
+    # p = 0.6 is fake at 0.5 and real at the detector's 0.7: every figure must follow the threshold used.
+    preds = [_pred(0, 0.6), _pred(1, 0.9), _pred(0, 0.1), _pred(1, 0.8)]
+    own = summarise(preds)
+    assert (own["threshold"], own["threshold_source"]) == (0.7, "weights")
+    image = own["modalities"]["image"]
+    assert image["accuracy"] == 1.0 and image["by_source"]["s"]["accuracy"] == 1.0
+    given = summarise(preds, 0.5)
+    assert (given["threshold"], given["threshold_source"]) == (0.5, "given")
+    image = given["modalities"]["image"]
+    assert image["accuracy"] == 0.75 and image["by_source"]["s"]["accuracy"] == 0.75
+
+
+def test_summary_refuses_to_guess_a_threshold():
+    with pytest.raises(ValueError, match="threshold"):
+        summarise([_pred(0, 0.2, threshold=0.5), _pred(1, 0.9, threshold=0.7)])
+    with pytest.raises(ValueError, match="threshold"):
+        summarise([_pred(0, 0.2, threshold=None)])
+    assert summarise([_pred(0, 0.2, threshold=None)], 0.5)["threshold_source"] == "given"
+
+
+def test_predictions_carry_the_threshold_the_detector_applied(tiny, items):
+    preds = predict(tiny, items[:2], mode="clean", progress=False)
+    assert [p.threshold for p in preds] == [tiny.config.threshold] * 2
+
+
+def _weights_with_threshold(folder, threshold: float):
+    """A weights folder of the tiny random-init test models whose detector.json sets ``threshold``."""
+    import json
+
+    folder.mkdir()
+    (folder / "detector.json").write_text(json.dumps({
+        "image_model": "image2d_test", "tall_model": "tall_swin_test", "lip_model": "lip_test",
+        "pretrained": False, "num_clips": 2, "num_frames": 4, "lip_windows": 1, "threshold": threshold}))
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_command_reports_the_weights_threshold_or_the_given_one(samples_dir, tmp_path, capsys):
+    import json
+
+    from vidfake.commands.eval import main
+
+    data = tmp_path / "data"
+    for label, name in (("real", "real_photo.jpg"), ("fake", "generated.png")):
+        (data / label).mkdir(parents=True)
+        shutil.copy(samples_dir / name, data / label / name)
+    weights = _weights_with_threshold(tmp_path / "weights", 0.73)
+    out = tmp_path / "report.json"
+    argv = ["--data", str(data), "--kind", "image", "--mode", "clean", "--weights", str(weights),
+            "--out", str(out)]
+    assert main(argv) == 0
+    clean = json.loads(out.read_text())["clean"]
+    assert (clean["threshold"], clean["threshold_source"]) == (0.73, "weights")
+    assert "threshold 0.730 (the weights' own)" in capsys.readouterr().out
+    assert main([*argv, "--threshold", "0.25"]) == 0
+    clean = json.loads(out.read_text())["clean"]
+    assert (clean["threshold"], clean["threshold_source"]) == (0.25, "given")
+    assert "threshold 0.250 (--threshold)" in capsys.readouterr().out
+    for bad in (["--threshold", "2"], ["--threshold", "0.5", "--package", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, *bad])
+        assert exit_.value.code == 2

@@ -171,7 +171,9 @@ def test_development_media_open_and_backends_agree(shared_data, manifest_rows):
     for row in videos:
         path = shared_data / row["path"]
         with open_media(path) as media:
-            assert media.kind == MediaKind.VIDEO and media.video.num_frames > 25
+            # The third data batch has clips of 16 frames (GIF-sourced generations): 8 is the floor
+            # a subnet challenge can have; the frame count must match what PyAV counts.
+            assert media.kind == MediaKind.VIDEO and media.video.num_frames >= 8
             indices = np.linspace(0, media.video.num_frames - 1, 5).astype(int)
             via_auto = media.video.get_frames(indices)
         via_pyav = open_video(path, backend="pyav").get_frames(indices)

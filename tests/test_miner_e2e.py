@@ -136,6 +136,32 @@ def test_unknown_hotkey_is_refused(miner, wallets):
     assert result.prediction == [-1.0, -1.0, -1.0]
 
 
+
+def test_a_connection_the_dendrite_pooled_for_seconds_is_still_served(miner, wallets):
+    """A validator's event loop that stalls 7 s between two queries (longer than uvicorn's default 5 s
+    keep-alive, shorter than the dendrite's 15 s pool) reuses the pooled connection: both answered."""
+    synapse = challenge_from_image(face_image(64)).synapse
+
+    async def ask_twice():
+        d = local_dendrite(wallets["validator"])
+
+        async def ask():
+            [r] = await d(axons=[miner.axon.info()], synapse=synapse.model_copy(deep=True),
+                          deserialize=False, timeout=VALIDATOR_TIMEOUT_S)
+            return r
+
+        try:
+            first = await ask()
+            time.sleep(7.0)  # blocks the loop, as a validator's synchronous work between two queries does
+            return first, await ask()
+        finally:
+            await d.aclose_session()
+
+    first, second = asyncio.run(ask_twice())
+    assert first.dendrite.status_code == 200, first.dendrite.status_message
+    assert second.dendrite.status_code == 200, second.dendrite.status_message
+    assert is_valid_prediction(second.prediction)
+
 MALFORMED = {
     "image: bad base64": Challenge(ImageSynapse(image="this is not base64!"), "bad-b64", 0),
     "image: not an image": Challenge(

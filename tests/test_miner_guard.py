@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from vidfake.commands.miner import add_arguments, config_from_args, main
 from vidfake.miner.guard import OFFLINE_STAKE, Guard, GuardConfig, Membership, RateLimiter
-from vidfake.miner.server import MinerConfig, add_arguments, config_from_args, open_wallet, run
+from vidfake.miner.server import MinerConfig, open_wallet, run
 from vidfake.miner.service import CostModel
 
 VALIDATOR, MINER, POOR, STRANGER = "5Validator", "5Miner", "5PoorValidator", "5Stranger"
@@ -243,12 +244,18 @@ def test_bad_flags_are_refused_with_the_flag_named(argv, message):
         config_from_args(parse(*argv))
 
 
-def test_run_exits_2_on_bad_flags_and_1_without_a_wallet(tmp_path, caplog):
-    assert run(parse("--deadline_s", "20")) == 2
-    args = parse("--offline", "--offline.allow_hotkeys", ALLOWED, "--wallet.path", str(tmp_path))
+def test_run_exits_2_on_bad_flags_and_1_without_a_wallet(tmp_path, caplog, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--deadline_s", "20"])
+    assert exit_.value.code == 2 and "--deadline_s" in capsys.readouterr().err
+    argv = ["--offline", "--offline.allow_hotkeys", ALLOWED, "--wallet.path", str(tmp_path)]
+    config = config_from_args(parse(*argv))
     with pytest.raises(FileNotFoundError, match="create one with"):
-        open_wallet(config_from_args(args))
-    assert run(args) == 1
+        open_wallet(config)
+    assert run(config) == 1
+    assert "no hotkey" in caplog.text
+    caplog.clear()
+    assert main(argv) == 1  # the command line reaches the same refusal
     assert "no hotkey" in caplog.text
 
 

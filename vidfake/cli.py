@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 
 from vidfake import __version__, use_offline_hubs
+from vidfake.branches import BRANCHES
+from vidfake.hub import HF_PREFIX, HUB_BRANCHES, HubError, parse_label_map
 
-# Nothing may reach a model hub unless the user asks for it: set before any HF/timm import.
-use_offline_hubs()
+# Nothing may reach a model hub unless the user asks for it (--online): set before any HF/timm import.
+if "--online" not in sys.argv[1:]:
+    use_offline_hubs()
 
 logger = logging.getLogger("vidfake")
 
@@ -31,7 +34,7 @@ SUBCOMMANDS = {
     "miner": "serve the detector to BitMind subnet validators (Bittensor axon)",
     "export": "write/check a model package for the subnet's benchmark (gasbench)",
 }
-BRANCH_CHOICES = ("image2d", "tall", "lip")
+BRANCH_CHOICES = BRANCHES
 
 
 def _detect_parser() -> argparse.ArgumentParser:
@@ -45,11 +48,21 @@ def _detect_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="videos, images or folders (searched recursively); '-' reads standard input")
     p.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold on P(fake) (default: the weights' own, 0.5)")
+                   help="decision threshold on P(fake) (default: the weights' own, from their detector.json)")
     p.add_argument("--weights", default="default",
                    help="'default' (shipped), 'tiny' (test plumbing), or a weights folder (default: %(default)s)")
-    p.add_argument("--branches", default=",".join(BRANCH_CHOICES),
-                   help="comma-separated branches to run on videos (default: %(default)s)")
+    p.add_argument("--branches", default=None,
+                   help=f"comma-separated branches to run on videos, of {', '.join(BRANCH_CHOICES + HUB_BRANCHES)} "
+                   "(default: the weights' branches, plus the hub models given)")
+    hub = p.add_argument_group("Hugging Face models as extra branches (README: 'Hugging Face models as branches')")
+    hub.add_argument("--image-model", metavar="hf:ID|hf:DIR", default=None,
+                     help="a transformers image classifier joining the 2D detector as branch hf_image")
+    hub.add_argument("--video-model", metavar="hf:ID|hf:DIR", default=None,
+                     help="a transformers video classifier (VideoMAE, TimeSformer...) as branch hf_video")
+    hub.add_argument("--label-map", metavar="MAP", default=None,
+                     help='real/fake for labels the built-in name table does not know, e.g. "LABEL_0=real,LABEL_1=fake"')
+    hub.add_argument("--online", action="store_true",
+                     help="let hub ids download (otherwise HF_HUB_OFFLINE=1: only cached ids and local folders)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--face-workers", type=int, default=None,
@@ -98,15 +111,17 @@ def _fmt_p(p) -> str:
 
 def format_table(rows: list) -> str:
     """Readable table of results (and failures) for the terminal."""
-    header = ("input", "verdict", "P(fake)", "image2d", "tall", "lip", "faces", "frames", "time")
+    extra = [b for b in HUB_BRANCHES if any(r[1] is not None and r[1].branch(b) for r in rows)]
+    names = (*BRANCHES, *extra)
+    header = ("input", "verdict", "P(fake)", *names, "faces", "frames", "time")
     lines = [header]
     for source, res, err, secs in rows:
         if err is not None:
-            lines.append((source, "ERROR", err, "", "", "", "", "", f"{secs:.2f}s"))
+            lines.append((source, "ERROR", err, *("",) * (len(header) - 4), f"{secs:.2f}s"))
             continue
         b = {x.name: x.probability for x in res.branches}
-        lines.append((source, res.verdict.upper(), f"{res.probability_fake:.3f}", _fmt_p(b.get("image2d")),
-                      _fmt_p(b.get("tall")), _fmt_p(b.get("lip")), str(res.faces_found), str(res.frames_used),
+        lines.append((source, res.verdict.upper(), f"{res.probability_fake:.3f}",
+                      *(_fmt_p(b.get(name)) for name in names), str(res.faces_found), str(res.frames_used),
                       f"{secs:.2f}s"))
     widths = [max(len(r[i]) for r in lines if not (r[1] == "ERROR" and i == 2)) for i in range(len(header))]
     out = []
@@ -121,10 +136,13 @@ def format_table(rows: list) -> str:
 def run_detect(argv: list[str]) -> int:
     parser = _detect_parser()
     args = parser.parse_args(argv)
-    branches = tuple(b.strip() for b in args.branches.split(",") if b.strip())
-    bad = [b for b in branches if b not in BRANCH_CHOICES]
-    if bad or not branches:
-        parser.error(f"--branches: unknown {bad} (choose from {', '.join(BRANCH_CHOICES)})")
+    branches = None
+    if args.branches is not None:
+        branches = tuple(b.strip() for b in args.branches.split(",") if b.strip())
+        bad = [b for b in branches if b not in BRANCH_CHOICES + HUB_BRANCHES]
+        if bad or not branches:
+            parser.error(f"--branches: unknown {bad} (choose from {', '.join(BRANCH_CHOICES + HUB_BRANCHES)})")
+    hub = _hub_overrides(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error("--threshold must be within [0, 1]")
     for name in ("frames", "clips", "threads", "face_workers"):
@@ -135,19 +153,42 @@ def run_detect(argv: list[str]) -> int:
 
     files, problems = expand_inputs(args.paths)
     rows: list = [(src, None, why, 0.0) for src, why in problems]
+    threshold = None  # (value, where it came from), once weights are loaded
     if files:
         from vidfake.detector import Detector
 
         try:
             detector = Detector.from_pretrained(args.weights, device=args.device, threads=args.threads,
-                                                face_workers=args.face_workers)
+                                                face_workers=args.face_workers, **hub)
+        except HubError as e:  # the hub model cannot be used: every input fails with that one-line reason
+            _emit(rows + [(f, None, str(e), 0.0) for f in files], args.format)
+            return 1
         except (FileNotFoundError, ValueError) as e:
             print(f"vidfake: cannot load weights: {e}", file=sys.stderr)
             return 2
+        threshold = ((args.threshold, "--threshold") if args.threshold is not None
+                     else (detector.config.threshold, "weights"))
         with detector:
             rows += _analyse_all(detector, files, args, branches)
-    _emit(rows, args.format)
+    _emit(rows, args.format, threshold)
     return 1 if any(err is not None for _, _, err, _ in rows) else 0
+
+
+def _hub_overrides(parser: argparse.ArgumentParser, args) -> dict:
+    """DetectorConfig fields for the hub flags given (the weights' detector.json keeps the others)."""
+    out = {}
+    for flag, key in (("image_model", "hf_image_model"), ("video_model", "hf_video_model")):
+        spec = getattr(args, flag)
+        if spec is not None:
+            if not spec.startswith(HF_PREFIX) or not spec[len(HF_PREFIX):].strip():
+                parser.error(f"--{flag.replace('_', '-')}: give hf:<hub id> or hf:<local folder>, got {spec!r}")
+            out[key] = spec
+    if args.label_map is not None:
+        try:
+            out["label_map"] = parse_label_map(args.label_map)
+        except HubError as e:
+            parser.error(str(e))
+    return out
 
 
 def _analyse_all(detector, files: list[str], args, branches) -> list:
@@ -191,11 +232,18 @@ def _write(text: str) -> None:
     sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding) + "\n")
 
 
-def _emit(rows: list, fmt: str) -> None:
+def _emit(rows: list, fmt: str, threshold: tuple[float, str] | None = None) -> None:
+    """Print the results; ``threshold`` is ``(value, source)``, source ``"weights"`` (their detector.json)
+    or ``"--threshold"``: the text says it under the table, the JSON as ``threshold_source``."""
     if fmt == "text":
         _write(format_table(rows))
+        if threshold is not None:
+            where = "the weights' own" if threshold[1] == "weights" else "--threshold"
+            _write(f"verdict threshold on P(fake): {threshold[0]:.3f} ({where})")
         return
-    docs = [({"source": s, "error": err} if err is not None else res.to_dict()) for s, res, err, _ in rows]
+    docs = [({"source": s, "error": err} if err is not None
+             else {**res.to_dict(), "threshold_source": threshold[1] if threshold else None})
+            for s, res, err, _ in rows]
     if len(docs) == 1:
         _write(json.dumps(docs[0], indent=2))
     else:
@@ -210,6 +258,8 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--online" not in argv:
+        use_offline_hubs()
     if argv and argv[0] in SUBCOMMANDS:
         from importlib import import_module
 

@@ -7,7 +7,8 @@ For each item the detector runs exactly as users and validators will meet it:
   same on every frame), JPEG q75 at 256x256, and for videos the v2 wire encoding (base85 of zlib of
   concatenated JPEG frames) decoded back, so the wire path is exercised too.
 
-Reported per modality: AUC, accuracy, balanced accuracy, MCC, Brier, log loss at the threshold, the
+Reported per modality: AUC, accuracy, balanced accuracy, MCC, Brier, log loss at the threshold (the
+detector's own, from its weights, unless one is given; the report says which), the
 subnet's v2 reward (0.75 binary MCC + 0.25 multi-class MCC, times the validity penalty; 0.6 image + 0.4
 video) and the gasbench score; then per source repository and per method.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vidfake.branches import BRANCHES
+
 logger = logging.getLogger(__name__)
 
 SUBNET_VIDEO_FRAMES = 32  # validators send 8 to ~137 frames; a middle value, first frames of the clip
@@ -27,6 +30,9 @@ SUBNET_VIDEO_FRAMES = 32  # validators send 8 to ~137 frames; a middle value, fi
 
 @dataclass
 class Prediction:
+    """One item's outcome. ``threshold`` is the decision threshold the detector applied (its
+    ``DetectionResult.threshold``, the weights' own); ``None`` when the item failed."""
+
     path: str
     kind: str
     label: int
@@ -38,6 +44,7 @@ class Prediction:
     branches: dict[str, float | None] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    threshold: float | None = None
 
 
 def subnet_challenge(item, rng: np.random.Generator, *, level: int | None = None):
@@ -82,7 +89,7 @@ def predict(detector, items, *, mode: str = "clean", seed: int = 0, progress: bo
             out.append(Prediction(str(it.path), it.kind, it.label, it.class3, it.method, it.source,
                                   res.probability_fake, res.three_class,
                                   {b.name: b.probability for b in res.branches},
-                                  seconds=time.perf_counter() - t0))
+                                  seconds=time.perf_counter() - t0, threshold=res.threshold))
         except Exception as e:  # reported and counted; a failure is never replaced by a guess
             logger.error("%s: %s", it.path, e)
             out.append(Prediction(str(it.path), it.kind, it.label, it.class3, it.method, it.source, None, None,
@@ -96,11 +103,19 @@ def _safe_auc(y, p):
     return roc_auc(y, p) if len(set(y)) == 2 else None
 
 
-def summarise(preds: list[Prediction], threshold: float = 0.5) -> dict:
-    """Metrics per modality, per source and per method, the subnet reward and the gasbench score."""
+def summarise(preds: list[Prediction], threshold: float | None = None) -> dict:
+    """Metrics per modality, per source and per method, the subnet reward and the gasbench score.
+
+    Args:
+        preds: from :func:`predict`.
+        threshold: decision threshold for the accuracy, MCC and per-source figures; ``None``: the one
+            the detector applied (its weights' own, carried by the predictions). The report says which
+            (``threshold``, ``threshold_source``: ``"weights"`` or ``"given"``).
+    """
     from vidfake.metrics import binary_report, gasbench_score, subnet_reward, subnet_total
 
-    report: dict = {"threshold": threshold, "modalities": {}}
+    threshold, source = resolve_threshold(preds, threshold)
+    report: dict = {"threshold": threshold, "threshold_source": source, "modalities": {}}
     rewards = {}
     for kind in ("image", "video"):
         ps = [p for p in preds if p.kind == kind]
@@ -120,10 +135,10 @@ def summarise(preds: list[Prediction], threshold: float = 0.5) -> dict:
             rw = subnet_reward([p.class3 for p in ps], vecs, kind)
             rewards[kind] = rw
             m["subnet_reward"] = rw.__dict__ if hasattr(rw, "__dict__") else rw
-            m["by_source"] = _breakdown(ok, "source")
-            m["by_method"] = _breakdown(ok, "method")
+            m["by_source"] = _breakdown(ok, "source", threshold)
+            m["by_method"] = _breakdown(ok, "method", threshold)
             branch_auc = {}
-            for b in ("image2d", "tall", "lip"):
+            for b in BRANCHES:
                 sel = [(p.label, p.branches.get(b)) for p in ok if p.branches.get(b) is not None]
                 if sel:
                     branch_auc[b] = _safe_auc([s[0] for s in sel], [s[1] for s in sel])
@@ -135,7 +150,25 @@ def summarise(preds: list[Prediction], threshold: float = 0.5) -> dict:
     return report
 
 
-def _breakdown(preds: list[Prediction], key: str) -> dict:
+def resolve_threshold(preds: list[Prediction], threshold: float | None) -> tuple[float | None, str]:
+    """``(threshold, source)``: the given one (``"given"``), else the one the detector applied to the
+    predictions (``"weights"``); ``(None, "none")`` when no item was scored.
+
+    Raises:
+        ValueError: none is given and the scored predictions carry no threshold, or different ones.
+    """
+    if threshold is not None:
+        return float(threshold), "given"
+    scored = [p for p in preds if p.error is None]
+    used = {p.threshold for p in scored}
+    if not scored:
+        return None, "none"
+    if None in used or len(used) > 1:
+        raise ValueError(f"predictions carry no single threshold ({sorted(used, key=str)}); pass one")
+    return used.pop(), "weights"
+
+
+def _breakdown(preds: list[Prediction], key: str, threshold: float) -> dict:
     groups: dict[str, list[Prediction]] = {}
     for p in preds:
         groups.setdefault(getattr(p, key), []).append(p)
@@ -144,7 +177,8 @@ def _breakdown(preds: list[Prediction], key: str) -> dict:
         y = [p.label for p in ps]
         pf = [p.p_fake for p in ps]
         out[name] = {"n": len(ps), "fake_share": float(np.mean(y)), "auc": _safe_auc(y, pf),
-                     "accuracy": float(np.mean([(q >= 0.5) == bool(t) for q, t in zip(pf, y, strict=True)]))}
+                     "accuracy": float(np.mean([(q >= threshold) == bool(t)
+                                                for q, t in zip(pf, y, strict=True)]))}
     return out
 
 
@@ -166,7 +200,7 @@ def plot_roc(preds: list[Prediction], path: str | Path, title: str = "") -> Path
         fpr, tpr, _ = roc_curve(y, [p.p_fake for p in ok])
         ax.plot(fpr, tpr, label=f"{kind} (AUC {_safe_auc(y, [p.p_fake for p in ok]):.3f})", lw=2)
         if kind == "video":
-            for b in ("image2d", "tall", "lip"):
+            for b in BRANCHES:
                 sel = [(p.label, p.branches.get(b)) for p in ok if p.branches.get(b) is not None]
                 if len({s[0] for s in sel}) == 2:
                     ys, ps = [s[0] for s in sel], [s[1] for s in sel]

@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="default", help="detector weights: 'default' or a folder")
     p.add_argument("--package", default=None, metavar="DIR",
                    help="evaluate an exported gasbench package (vidfake export) instead of the detector")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold on P(fake) for accuracy and MCC (default: the weights' own, from "
+                        "their detector.json; a --package is scored at gasbench's fixed 0.5)")
     p.add_argument("--max-items", type=int, default=None, help="evaluate at most this many items per kind")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, metavar="FILE.json", help="write the full report here")
@@ -57,6 +59,10 @@ def main(argv: list[str]) -> int:
     root = Path(args.data)
     if not root.is_dir():
         parser.error(f"--data {root}: no such folder")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error("--threshold must be within [0, 1]")
+    if args.threshold is not None and args.package:
+        parser.error("--threshold does not apply to --package: gasbench scores a package at 0.5")
     items = load_eval_items(args.data, args.split, args.kind, args.max_items)
     if not items:
         parser.error(f"no {args.kind} items in split {args.split!r} of {root}")
@@ -64,6 +70,7 @@ def main(argv: list[str]) -> int:
         from vidfake.export import evaluate_package
 
         report = evaluate_package(args.package, items, threads=args.threads)
+        report["gasbench"]["threshold_source"] = "gasbench"
     else:
         report = _evaluate_detector(args, items)
     text = json.dumps(report, indent=2, default=_jsonable)
@@ -98,11 +105,17 @@ def _jsonable(o):
     return str(o)
 
 
+_THRESHOLD_SOURCES = {"weights": "the weights' own", "given": "--threshold", "gasbench": "gasbench's fixed",
+                      "none": "no item scored"}
+
+
 def format_report(report: dict) -> str:
     lines = []
     for mode in ("clean", "subnet", "gasbench"):
         if mode not in report:
             continue
+        t, source = report[mode].get("threshold"), report[mode].get("threshold_source")
+        lines.append(f"{mode:<8} threshold {_f(t)} ({_THRESHOLD_SOURCES.get(source, source)})")
         for kind, m in report[mode].get("modalities", {}).items():
             g = m.get("gasbench", {})
             lines.append(f"{mode:<8} {kind:<6} n={m.get('n')} errors={m.get('errors')} "

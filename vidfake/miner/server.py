@@ -13,14 +13,12 @@ the handlers' signatures with real classes (``synapse: ImageSynapse``, ``-> typi
 and postponed annotations would turn them into strings.
 """
 
-import argparse
-import ipaddress
 import logging
 import signal
 import threading
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import bittensor as bt
@@ -36,11 +34,18 @@ logger = logging.getLogger(__name__)
 BITMIND_NETUID = {"finney": 34, "test": 168}
 VALIDATOR_TIMEOUT_S = 9.0
 LOOPBACK = "127.0.0.1"
+#: Seconds the axon keeps an idle keep-alive connection open. A validator's dendrite (bittensor 10.5.0:
+#: a default ``aiohttp.ClientSession``, whose connector pools idle connections for 15 s) reuses a
+#: connection for 15 s, while the axon's uvicorn closes it after 5 s (``uvicorn.Config`` default). A
+#: validator whose event loop stalls 5-15 s between two queries then sends into a socket the axon has
+#: closed, and gets "Can not write request body" (status 422) for a miner that was up all along. Keeping
+#: connections longer than the dendrite's pool leaves closing to the dendrite.
+AXON_KEEP_ALIVE_S = 20
 
 
 @dataclass(frozen=True)
 class MinerConfig:
-    """Everything ``vidfake miner`` needs, read once from the command line.
+    """Everything ``vidfake miner`` needs, read once from the command line by :mod:`vidfake.commands.miner`.
 
     Attributes:
         netuid: subnet to serve.
@@ -79,250 +84,6 @@ class MinerConfig:
     summary_s: float = 60.0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the miner's flags (bittensor style, with dots) to ``parser``."""
-    d, g, s = MinerConfig(), GuardConfig(), ServiceConfig()
-    chain = parser.add_argument_group("chain and wallet")
-    chain.add_argument(
-        "--netuid", type=int, default=None, help="subnet uid (default: 34 on finney, 168 on test)"
-    )
-    chain.add_argument(
-        "--subtensor.network",
-        dest="subtensor.network",
-        metavar="NETWORK",
-        default=d.network,
-        help="finney, test, local or a ws:// endpoint (default: %(default)s)",
-    )
-    chain.add_argument(
-        "--wallet.name",
-        dest="wallet.name",
-        metavar="NAME",
-        default=d.wallet_name,
-        help="coldkey wallet name (default: %(default)s)",
-    )
-    chain.add_argument(
-        "--wallet.hotkey",
-        dest="wallet.hotkey",
-        metavar="NAME",
-        default=d.wallet_hotkey,
-        help="hotkey name (default: %(default)s)",
-    )
-    chain.add_argument(
-        "--wallet.path",
-        dest="wallet.path",
-        metavar="DIR",
-        default=d.wallet_path,
-        help="wallets folder (default: %(default)s)",
-    )
-    chain.add_argument(
-        "--metagraph.resync_s",
-        dest="metagraph.resync_s",
-        metavar="SECONDS",
-        type=float,
-        default=d.resync_s,
-        help="re-sync the metagraph in the background every this many seconds (default: %(default)s)",
-    )
-
-    axon = parser.add_argument_group("axon")
-    axon.add_argument(
-        "--axon.port",
-        dest="axon.port",
-        metavar="PORT",
-        type=int,
-        default=d.port,
-        help="port the axon listens on (default: %(default)s)",
-    )
-    axon.add_argument(
-        "--axon.ip",
-        dest="axon.ip",
-        metavar="IP",
-        default=None,
-        help="address to bind (default: 0.0.0.0 online, 127.0.0.1 offline)",
-    )
-    axon.add_argument(
-        "--axon.external_ip",
-        dest="axon.external_ip",
-        metavar="IP",
-        default=None,
-        help="IP announced on chain (default: looked up when serving)",
-    )
-    axon.add_argument(
-        "--axon.external_port",
-        dest="axon.external_port",
-        metavar="PORT",
-        type=int,
-        default=None,
-        help="port announced on chain (default: --axon.port)",
-    )
-
-    guard = parser.add_argument_group("who may ask")
-    guard.add_argument(
-        "--blacklist.min_stake",
-        dest="blacklist.min_stake",
-        metavar="STAKE",
-        type=float,
-        default=g.min_stake,
-        help="minimum stake of a caller; the validator permit already limits callers to the "
-        "subnet's top stakers (default: %(default)s)",
-    )
-    guard.add_argument(
-        "--blacklist.allow_non_validators",
-        dest="blacklist.allow_non_validators",
-        action="store_true",
-        help="serve registered hotkeys without a validator permit (testing)",
-    )
-    guard.add_argument(
-        "--rate_limit.per_minute",
-        dest="rate_limit.per_minute",
-        metavar="N",
-        type=int,
-        default=g.rate_limit_per_minute,
-        help="requests per caller per minute, 0 for no limit (default: %(default)s)",
-    )
-    guard.add_argument(
-        "--offline",
-        action="store_true",
-        help="no chain: serve only --offline.allow_hotkeys on 127.0.0.1 (local testing)",
-    )
-    guard.add_argument(
-        "--offline.allow_hotkeys",
-        dest="offline.allow_hotkeys",
-        nargs="+",
-        default=[],
-        metavar="SS58",
-        help="hotkeys allowed to query an offline miner",
-    )
-
-    work = parser.add_argument_group("detection")
-    work.add_argument(
-        "--weights",
-        default=d.weights,
-        help="'default' (shipped), 'tiny' (plumbing tests only) or a weights folder (default: %(default)s)",
-    )
-    work.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
-    work.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    work.add_argument(
-        "--face_workers",
-        type=int,
-        default=None,
-        help="face-tracking threads per replica, ~150 MB each (default: min(2, CPUs))",
-    )
-    work.add_argument(
-        "--workers",
-        type=int,
-        default=s.workers,
-        help="detection threads, one detector replica each (default: %(default)s)",
-    )
-    work.add_argument(
-        "--deadline_s",
-        type=float,
-        default=s.deadline_s,
-        help=f"answer within this many seconds of arrival; validators wait {VALIDATOR_TIMEOUT_S:g} s "
-        "including the network (default: %(default)s)",
-    )
-    work.add_argument(
-        "--max_video_frames",
-        type=int,
-        default=s.max_video_frames,
-        help="score at most this many consecutive frames of a video (default: %(default)s)",
-    )
-    work.add_argument(
-        "--log.summary_s",
-        dest="log.summary_s",
-        metavar="SECONDS",
-        type=float,
-        default=d.summary_s,
-        help="log a summary every this many seconds (default: %(default)s)",
-    )
-    work.add_argument(
-        "--log.level",
-        dest="log.level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="log level (default: %(default)s)",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> MinerConfig:
-    """Validate the parsed flags into a :class:`MinerConfig`.
-
-    Raises:
-        ValueError: a bad value or combination, with a message naming the flag.
-    """
-    get = lambda name: getattr(args, name)  # noqa: E731 - dotted dests need getattr
-    network = get("subtensor.network")
-    offline = bool(get("offline"))
-    allow = tuple(get("offline.allow_hotkeys") or ())
-    if offline and not allow:
-        raise ValueError(
-            "--offline needs --offline.allow_hotkeys SS58 [SS58 ...] (the local validators' hotkeys)"
-        )
-    if allow and not offline:
-        raise ValueError("--offline.allow_hotkeys only applies with --offline; online, the metagraph decides")
-    bad = [h for h in allow if not bt.utils.is_valid_ss58_address(h)]
-    if bad:
-        raise ValueError(f"--offline.allow_hotkeys: not ss58 addresses: {bad}")
-    ip = get("axon.ip") or (LOOPBACK if offline else "0.0.0.0")
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError as e:
-        raise ValueError(f"--axon.ip: {ip!r} is not an IP address") from e
-    if offline and not addr.is_loopback:
-        raise ValueError(f"--offline serves loopback only; --axon.ip {ip} is not a loopback address")
-    port = int(get("axon.port"))
-    if not 1024 < port < 65535:
-        raise ValueError(f"--axon.port must be in 1025..65534, got {port}")
-    netuid = get("netuid")
-    if netuid is None:
-        netuid = BITMIND_NETUID.get(network, BITMIND_NETUID["finney"])
-    if netuid < 0:
-        raise ValueError(f"--netuid must be >= 0, got {netuid}")
-    for name in ("threads", "face_workers"):
-        if get(name) is not None and get(name) < 1:
-            raise ValueError(f"--{name} must be at least 1")
-    deadline = float(get("deadline_s"))
-    if not 0.5 <= deadline < VALIDATOR_TIMEOUT_S:
-        raise ValueError(
-            f"--deadline_s must be in [0.5, {VALIDATOR_TIMEOUT_S:g}): validators stop waiting at "
-            f"{VALIDATOR_TIMEOUT_S:g} s, network included; got {deadline}"
-        )
-    if get("metagraph.resync_s") < 10 or get("log.summary_s") <= 0:
-        raise ValueError("--metagraph.resync_s must be >= 10 and --log.summary_s > 0")
-    max_frames = int(get("max_video_frames"))
-    guard = GuardConfig(
-        min_stake=float(get("blacklist.min_stake")),
-        allow_non_validators=bool(get("blacklist.allow_non_validators")),
-        rate_limit_per_minute=int(get("rate_limit.per_minute")),
-    )
-    service = ServiceConfig(
-        workers=int(get("workers")),
-        deadline_s=deadline,
-        max_video_frames=max_frames,
-        max_wire_frames=max(ServiceConfig().max_wire_frames, max_frames),
-    )
-    return MinerConfig(
-        netuid=int(netuid),
-        network=network,
-        wallet_name=get("wallet.name"),
-        wallet_hotkey=get("wallet.hotkey"),
-        wallet_path=get("wallet.path"),
-        port=port,
-        ip=ip,
-        external_ip=get("axon.external_ip"),
-        external_port=get("axon.external_port"),
-        offline=offline,
-        allow_hotkeys=allow,
-        weights=get("weights"),
-        device=get("device"),
-        threads=get("threads"),
-        face_workers=get("face_workers"),
-        guard=guard,
-        service=service,
-        resync_s=float(get("metagraph.resync_s")),
-        summary_s=float(get("log.summary_s")),
-    )
-
-
 def detector_factory(
     weights: str, device: str = "cpu", threads: int | None = None, face_workers: int | None = None
 ) -> Callable[[], object]:
@@ -331,6 +92,7 @@ def detector_factory(
     def build():
         from vidfake.detector import Detector
 
+        # Every network now: a damaged weights file stops the miner at start, never on a request.
         return Detector.from_pretrained(weights, device=device, threads=threads, face_workers=face_workers)
 
     return build
@@ -387,6 +149,7 @@ class MinerServer:
         )
         # uvicorn binds 0.0.0.0 whatever the axon's ip says; bind what was asked.
         self.axon.fast_server.config.host = self.config.ip
+        self.axon.fast_server.config.timeout_keep_alive = AXON_KEEP_ALIVE_S
         self.axon.start()
         self._wait_listening()
         self._spawn(self._summary_loop, "vidfake-miner-summary")
@@ -569,24 +332,12 @@ def open_wallet(config: MinerConfig):
     return wallet
 
 
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vidfake").setLevel(level)
+def run(config: MinerConfig) -> int:
+    """Serve ``config`` until SIGINT/SIGTERM. Returns the process exit code.
 
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``vidfake miner`` until SIGINT/SIGTERM. Returns the process exit code.
-
-    0: stopped cleanly; 1: cannot serve (not registered, chain unreachable, weights missing); 2: bad flags.
+    0: stopped cleanly; 1: cannot serve (no hotkey, not registered, chain unreachable, weights missing).
+    The flags are read and checked before this, by :mod:`vidfake.commands.miner` (bad flags exit 2 there).
     """
-    try:
-        config = config_from_args(args)
-    except ValueError as e:
-        logger.error("vidfake miner: %s", e)
-        return 2
-    _setup_logging(getattr(args, "log.level", "INFO"))
     try:
         wallet = open_wallet(config)
     except FileNotFoundError as e:
@@ -659,17 +410,7 @@ def _wait_for_signal() -> None:
             signal.signal(sig, handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vidfake.miner.server``: the same as ``vidfake miner``."""
-    parser = argparse.ArgumentParser(prog="vidfake miner", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        config_from_args(args)
-    except ValueError as e:
-        parser.error(str(e))
-    return run(args)
+if __name__ == "__main__":  # python -m vidfake.miner.server: the same as `vidfake miner`
+    from vidfake.commands.miner import main
 
-
-if __name__ == "__main__":
     raise SystemExit(main())

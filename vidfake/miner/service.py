@@ -691,7 +691,7 @@ class MinerService:
     def _limits(self):
         """Bounds on one payload: far above what validators send (~137 frames of 256x256 JPEG, a few MB),
         far below what would hurt the process (zlib bombs, absurd frame sizes or counts)."""
-        from vidfake.preprocessing.decoders import MediaLimits
+        from vidfake.preprocessing.inputs import MediaLimits
 
         return MediaLimits(
             max_bytes=64 * 1024**2,
