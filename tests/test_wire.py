@@ -176,6 +176,39 @@ def test_frames_of_another_size_are_corrupt(frames):
     assert "differs" in video.warnings[-1]
 
 
+def claiming_size(frame_jpeg: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with its SOF0 header claiming ``width`` x ``height`` (the data stays as it was)."""
+    sof = frame_jpeg.index(b"\xff\xc0")  # Pillow writes baseline JPEG; no 0xFF byte precedes SOF0's
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return frame_jpeg[: sof + 5] + size + frame_jpeg[sof + 9 :]
+
+
+def test_a_frame_claiming_an_impossible_size_is_skipped_and_counted(frames):
+    chunks = [jpeg(f) for f in frames]
+    chunks[3] = claiming_size(chunks[3], 60000, 60000)  # beyond any limit: a decompression bomb header
+    chunks[6] = claiming_size(chunks[6], 4 * W, 4 * H)  # within the limits, but not the video's size
+    video = decode_video_b85(b85_payload(chunks), source="vid#7")
+    assert len(video.frames) == T - 2 and video.num_corrupt == 2
+    keep = [k for k in range(T) if k not in (3, 6)]
+    expected = decode_video_b85(b85_payload([chunks[k] for k in keep])).frames
+    np.testing.assert_array_equal(video.frames, expected)
+    assert "2 of 12 frames corrupt" in video.warnings[-1]
+    assert "frame 3: larger than the first frame's 80x64" in video.warnings[-1]
+    assert "frame 6: larger than the first frame's 80x64" in video.warnings[-1]
+    with pytest.raises(WireFormatError, match="frame 3"):
+        decode_video_b85(b85_payload(chunks), on_corrupt="raise")
+
+
+def test_an_impossible_first_frame_or_all_impossible_frames_fail_naming_the_source(frames):
+    chunks = [jpeg(f) for f in frames[:4]]
+    first_bad = [claiming_size(chunks[0], 60000, 60000), *chunks[1:]]
+    all_bad = [claiming_size(c, 60000, 60000) for c in chunks]
+    for payload in (first_bad, all_bad):
+        with pytest.raises(MediaTooLargeError) as info:
+            decode_video_b85(b85_payload(payload), source="vid#7")
+        assert str(info.value).startswith("vid#7[frame 0]: ") and "3600000000 pixels" in str(info.value)
+
+
 # -- videos, mp4 (v3) ------------------------------------------------------------------------------
 
 
