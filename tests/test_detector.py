@@ -171,3 +171,27 @@ def test_decode_timeout_is_not_retried_frame_by_frame(tiny):
     with pytest.raises(DecodeTimeoutError, match="flaky.mp4"):
         tiny.detect(video)
     assert type(video).calls == 1
+
+
+def test_a_person_who_leaves_is_not_scored_where_absent(tiny):
+    """Two people, then one walks out: no frame of the leaver's track after that is scored as a face,
+    and neither are TALL clips or lip windows that reach past the exit."""
+    import cv2
+    from skimage.data import astronaut
+
+    face = astronaut()[40:200, 140:300]
+    frames = np.full((80, 320, 640, 3), 90, np.uint8)
+    for k in range(80):
+        frames[k, 60:220, 40 + k : 200 + k] = face
+        if k < 40:
+            right = cv2.resize(face, None, fx=0.8, fy=0.8)
+            frames[k, 80 : 80 + right.shape[0], 440 : 440 + right.shape[1]] = right
+    res = tiny.detect(frames, kind="video", source="leaves.mp4", num_frames=16, num_clips=8)
+    assert res.faces_found == 2
+    assert res.frames and all(f.face_found for f in res.frames)
+    leaver = {f.track for f in res.frames if f.frame_index >= 45}
+    assert len(leaver) == 1  # only the person who stays is scored after the exit
+    gone = ({0, 1} - leaver).pop()
+    assert all(f.frame_index < 40 for f in res.frames if f.track == gone)
+    assert all(c.end_frame < 40 for c in res.clips if c.track == gone)
+    assert any(c.track == gone for c in res.clips if c.branch == "tall")

@@ -302,3 +302,41 @@ def test_sample_videos_are_tracked(tracker, samples_dir):
         assert track.coverage == 1.0 and 85 < track.mean_size < 115
         rois = mouth_rois(frames[:8], track.landmarks[:8])
         assert 35 < rois.native_mouth_width < 50
+
+
+# --------------------------------------------------------------------------- people, not fragments
+def _canvas_with_faces(astronaut, count: int, places: dict[int, list[tuple[int, int, float]]]) -> np.ndarray:
+    """``count`` grey 360x720 frames; ``places[k]`` lists ``(x, y, scale)`` of the face in frame k."""
+    face = astronaut[40:200, 140:300]
+    frames = np.full((count, 360, 720, 3), 90, np.uint8)
+    for k, faces in places.items():
+        for x, y, scale in faces:
+            f = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else face
+            frames[k, y : y + f.shape[0], x : x + f.shape[1]] = f
+    return frames
+
+
+def test_fragments_of_one_person_are_joined_across_a_cut(tracker, astronaut):
+    """A cut moves the person far across the frame: the position rule cannot join the two shots, the
+    landmark layout (same face, same pose) does, and the clip has one person, not two."""
+    places = {k: [(40, 60, 1.0)] for k in range(10)} | {k: [(500, 150, 1.0)] for k in range(13, 24)}
+    (track,) = tracker.track(_canvas_with_faces(astronaut, 24, places))
+    assert track.present.tolist() == [True] * 10 + [False] * 3 + [True] * 11
+
+
+def test_passers_by_are_dropped_and_people_capped_at_max_faces(astronaut):
+    # Person A all along; B (smaller) in 2 frames only: dropped. Then three time-disjoint faces of
+    # sizes too different to be one person: the two seen longest are kept.
+    places = {k: [(40, 60, 1.0)] for k in range(30)}
+    for k in (5, 6):
+        places[k] = [*places[k], (450, 40, 0.7)]
+    sparse = list(range(0, 60, 2))  # every frame a gap: the detector runs on each and sees B
+    with FaceTracker(max_faces=2, workers=1) as t:
+        tracks = t.track(_canvas_with_faces(astronaut, 30, places), sparse)
+    assert len(tracks) == 1 and tracks[0].present.all()
+
+    places = {k: [(60, 60, 1.0)] for k in range(0, 12)} | {k: [(300, 40, 1.6)] for k in range(14, 22)} \
+        | {k: [(450, 100, 0.6)] for k in range(24, 30)}
+    with FaceTracker(max_faces=2, workers=1) as t:
+        tracks = t.track(_canvas_with_faces(astronaut, 30, places))
+    assert [int(tr.present.sum()) for tr in tracks] == [12, 8]

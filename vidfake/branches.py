@@ -16,7 +16,8 @@ Layouts: frames and crops are ``(H, W, 3) uint8 [0, 255]`` RGB; mouth ROIs ``(T,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -124,16 +125,22 @@ class BranchOutput:
     """What one branch says about one video.
 
     Attributes:
-        logit: the video's fake log-odds (mean over its spans, max over face tracks).
+        per_track: the fake log-odds of each face track it scored (mean over that track's spans);
+            track 0 holds whole frames when no face was usable.
         clips: per-clip scores (TALL clips, lip windows).
         frames: per-frame scores (2D detector).
         inputs: the typed intermediates it scored (kept for the visualisations).
     """
 
-    logit: float
+    per_track: dict[int, float]
     clips: tuple[ClipScore, ...] = ()
     frames: tuple[FrameScore, ...] = ()
     inputs: tuple[Any, ...] = ()
+
+    @property
+    def logit(self) -> float:
+        """The most fake track's log-odds: a clip is fake if any face is."""
+        return max(self.per_track.values())
 
 
 # ---------------------------------------------------------------------------------------- the clip
@@ -188,6 +195,11 @@ class VideoContext:
         crops = crop_faces(frame[None], box[None], scale=scale, size=size)
         return crops.images[0], crops.boxes[0], present
 
+    def present(self, track: FaceTrack, indices: Sequence[int]) -> float:
+        """Share of ``indices`` where ``track`` has a face (1.0 = in every one)."""
+        pos = self._pos[self.tracks.index(track)]
+        return float(np.mean([bool(track.present[pos[int(i)]]) for i in indices]))
+
     def landmarks(self, track: FaceTrack, index: int) -> np.ndarray:
         return track.landmarks[self._pos[self.tracks.index(track)][int(index)]]
 
@@ -199,6 +211,15 @@ class VideoContext:
         return self.frames[rows]
 
 
+def _usable(ctx: VideoContext, spans: Sequence[ClipSpan], min_presence: float
+            ) -> list[tuple[int, FaceTrack | None, ClipSpan]]:
+    """``(track number, track, span)`` for every span where a track's face is present enough; when no
+    track is, every span on whole frames (track ``None``), as for a clip without faces."""
+    pairs = [(tid, track, span) for tid, track in ctx.iter_tracks() for span in spans
+             if track is None or ctx.present(track, span.indices) >= min_presence]
+    return pairs or [(0, None, span) for span in spans]
+
+
 # ---------------------------------------------------------------------------------------- branches
 class Branch:
     """A detection branch: a model config, optionally its model, and how to feed it.
@@ -207,6 +228,8 @@ class Branch:
         config: the model's :class:`ModelConfig` (input size, frames, layout, crop, normalisation).
         model: the network (``None``: preparation only, as training and export use it).
         device: where tensors go.
+        loader: builds the network on first use of :attr:`model` (the detector builds a still image's
+            branch only); ignored when ``model`` is given.
 
     Subclasses set :attr:`name`, implement :meth:`plan`, :meth:`prepare` and :meth:`batch`.
     """
@@ -214,11 +237,35 @@ class Branch:
     name: ClassVar[str]
     #: True when the branch cannot run without a tracked face.
     needs_face: ClassVar[bool] = False
+    #: Share of a span's frames where a track's face must be present for the track to be scored there:
+    #: a frame where a person is not seen is never scored as that person's face crop.
+    min_presence: ClassVar[float] = 1.0
     #: Run convolutions on channels-last tensors.
     channels_last: ClassVar[bool] = False
 
-    def __init__(self, config: ModelConfig, model: torch.nn.Module | None = None, device: Any = "cpu"):
-        self.config, self.model, self.device = config, model, device
+    def __init__(self, config: ModelConfig, model: torch.nn.Module | None = None, device: Any = "cpu",
+                 loader: Callable[[], torch.nn.Module] | None = None):
+        self.config, self.device = config, device
+        self._model, self._loader = model, loader
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The network, built by the loader on first use; ``None`` for a preparation-only branch."""
+        if self._model is None and self._loader is not None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._loader()
+        return self._model
+
+    @model.setter
+    def model(self, model: torch.nn.Module | None) -> None:
+        self._model = model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the network has been built."""
+        return self._model is not None
 
     # -- what the config says
     @property
@@ -261,8 +308,10 @@ class Branch:
         """Run the model on prepared inputs: per-span scores, then mean over spans, max over tracks."""
         raise NotImplementedError
 
-    def run(self, ctx: VideoContext, spans: Sequence[ClipSpan]) -> BranchOutput:
-        return self.score(ctx, self.prepare(ctx, spans))
+    def run(self, ctx: VideoContext, spans: Sequence[ClipSpan]) -> BranchOutput | None:
+        """Prepare and score; ``None`` when no span has a usable input (no face present in any window)."""
+        inputs = self.prepare(ctx, spans)
+        return self.score(ctx, inputs) if inputs else None
 
     # -- model plumbing shared by all branches
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
@@ -290,12 +339,12 @@ class Branch:
             return (z[:, fake] - z[:, real]).cpu().numpy()
 
     @staticmethod
-    def _pool(keys: Sequence[int], logits: Sequence[float]) -> float:
-        """Mean over a track's spans, then the most fake track: a clip is fake if any face is."""
+    def _pool(keys: Sequence[int], logits: Sequence[float]) -> dict[int, float]:
+        """Per track, the mean log-odds over its spans."""
         per_track: dict[int, list[float]] = {}
         for k, z in zip(keys, logits, strict=True):
             per_track.setdefault(k, []).append(float(z))
-        return max(float(np.mean(v)) for v in per_track.values())
+        return {k: float(np.mean(v)) for k, v in per_track.items()}
 
     def _clip_scores(self, ctx: VideoContext, inputs, z: np.ndarray) -> BranchOutput:
         clips = tuple(
@@ -317,12 +366,12 @@ class Image2DBranch(Branch):
         return BranchPlan(tuple(ClipSpan((i,)) for i in even_frames(num_frames, min(count, num_frames))))
 
     def prepare(self, ctx: VideoContext, spans: Sequence[ClipSpan]) -> list[FrameInput]:
+        """Per track, the frames where its face is present; whole frames when no track has one there."""
         out = []
-        for tid, track in ctx.iter_tracks():
-            for span in spans:
-                i = int(span.indices[0])
-                crop, box, present = ctx.face_crop(track, i, scale=self.crop_scale, size=self.input_size)
-                out.append(FrameInput(tid, i, crop, box, present))
+        for tid, track, span in _usable(ctx, spans, self.min_presence):
+            i = int(span.indices[0])
+            crop, box, present = ctx.face_crop(track, i, scale=self.crop_scale, size=self.input_size)
+            out.append(FrameInput(tid, i, crop, box, present))
         return out
 
     def prepare_image(self, image: np.ndarray) -> np.ndarray:
@@ -378,13 +427,13 @@ class TallBranch(Branch):
         return tall_layout(thumbs)
 
     def prepare(self, ctx: VideoContext, spans: Sequence[ClipSpan]) -> list[TallInput]:
+        """Per track, the clips with its face in every frame; whole frames when no track has such a clip."""
         out = []
-        for tid, track in ctx.iter_tracks():
-            for span in spans:
-                cut = [ctx.face_crop(track, i, scale=self.crop_scale, size=self.thumb_size) for i in span.indices]
-                thumbs = np.stack([c[0] for c in cut])
-                out.append(TallInput(tid, tuple(int(i) for i in span.indices), self.tile(thumbs),
-                                     tuple(c[1] for c in cut)))
+        for tid, track, span in _usable(ctx, spans, self.min_presence):
+            cut = [ctx.face_crop(track, i, scale=self.crop_scale, size=self.thumb_size) for i in span.indices]
+            thumbs = np.stack([c[0] for c in cut])
+            out.append(TallInput(tid, tuple(int(i) for i in span.indices), self.tile(thumbs),
+                                 tuple(c[1] for c in cut)))
         return out
 
     def batch(self, inputs: Sequence[TallInput] | np.ndarray) -> torch.Tensor:
@@ -401,6 +450,9 @@ class LipBranch(Branch):
 
     name = "lip"
     needs_face = True
+    # Mouth ROIs are aligned on landmarks smoothed over the window; a frame or two where mesh lost the
+    # face (interpolated landmarks) is how LipForensics' own preprocessing copes with detector misses.
+    min_presence = 0.8
 
     def plan(self, num_frames: int, count: int) -> BranchPlan:
         from vidfake.preprocessing.samplers import lip_windows
@@ -414,11 +466,14 @@ class LipBranch(Branch):
         return BranchPlan(tuple(lip_windows(num_frames, window, num_windows=count)))
 
     def prepare(self, ctx: VideoContext, spans: Sequence[ClipSpan]) -> list[MouthInput]:
+        """Per track, the windows with its face in at least ``min_presence`` of the frames."""
         from vidfake.preprocessing.mouth import mouth_rois
 
         out = []
         for tid, track in ctx.iter_tracks(require_face=True):
             for span in spans:
+                if ctx.present(track, span.indices) < self.min_presence:
+                    continue
                 lms = np.stack([ctx.landmarks(track, i) for i in span.indices])
                 rois = mouth_rois(ctx.rows(span.indices), lms)
                 out.append(MouthInput(tid, tuple(int(i) for i in span.indices), rois.rois,
@@ -442,10 +497,11 @@ _BRANCH_TYPES: dict[str, type[Branch]] = {b.name: b for b in (Image2DBranch, Tal
 
 
 def make_branch(name: str, config: ModelConfig, model: torch.nn.Module | None = None,
-                device: Any = "cpu") -> Branch:
-    """The branch ``name`` (one of :data:`BRANCHES`) around a model config (and optionally its model)."""
+                device: Any = "cpu", loader: Callable[[], torch.nn.Module] | None = None) -> Branch:
+    """The branch ``name`` (one of :data:`BRANCHES`) around a model config (and optionally its model or
+    a loader that builds it on first use)."""
     try:
         kind = _BRANCH_TYPES[name]
     except KeyError:
         raise ValueError(f"unknown branch {name!r}; choose from {BRANCHES}") from None
-    return kind(config, model, device)
+    return kind(config, model, device, loader)

@@ -13,7 +13,9 @@ Video path (``(T, H, W, 3) uint8`` frames from :mod:`vidfake.preprocessing`)::
     -> per branch: mean over its clips, max over face tracks (a clip is fake if any face is)
     -> fusion (logistic regression on branch logits, fitted on validation scores) -> p(fake)
 
-Crop scale, frames per sample, layout and input size come from each branch's model config.
+Crop scale, frames per sample, layout and input size come from each branch's model config. Hugging Face
+classifiers given as ``hf_image_model``/``hf_video_model`` run after these as extra branches
+(:mod:`vidfake.hub`); without a fitted fusion weight they are averaged in (:meth:`FusionParams.average_in`).
 
 Images go to the 2D detector on the whole image. A branch that cannot run (no face, clip shorter than a
 lip window, branch disabled) is reported in the result and the fusion uses the branches that ran.
@@ -21,6 +23,7 @@ lip window, branch disabled) is reported in the result and the fusion uses the b
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -51,6 +54,10 @@ from vidfake.result import BranchScore, DetectionResult, FrameScore, three_class
 logger = logging.getLogger(__name__)
 
 DETECTOR_FILE = "detector.json"
+# A face seen in fewer of the sampled frames than this is a glimpse (a passer-by far away, a face in a
+# poster, a false detection in a generated scene): scoring the clip on it would judge a whole scene by
+# a few crops. Clips whose faces are all glimpses take the whole-frame path.
+MIN_FACE_COVERAGE = 0.3
 
 
 @dataclass(frozen=True)
@@ -73,17 +80,34 @@ class FusionParams:
     fitted: bool = False
 
     def fuse(self, logits: dict[str, float]) -> tuple[float, dict[str, float]]:
-        """Fused probability of fake and the weight each present branch got."""
+        """Fused probability of fake and the weight each present branch got.
+
+        A branch outside :data:`BRANCHES` (a hub branch, ``vidfake.hub``) joins the logistic sum only
+        when ``coef`` has a fitted coefficient for it; otherwise it is averaged in afterwards
+        (:meth:`average_in`) and its weight is its share of that mean.
+        """
         z = self.bias
         weights = {}
-        for b in BRANCHES:
+        fitted = (*BRANCHES, *(b for b in self.coef if b not in BRANCHES))
+        for b in fitted:
             c = self.coef.get(b, 0.0)
             if b in logits:
                 z += c * logits[b]
                 weights[b] = c
             else:
                 z += c * self.mean.get(b, 0.0)
-        return sigmoid(z), weights
+        extra = {b: sigmoid(v) for b, v in logits.items() if b not in fitted}
+        return self.average_in(sigmoid(z), extra, weights)
+
+    @staticmethod
+    def average_in(p: float, extra: dict[str, float], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """Branches without a fitted weight each count as one more vote: ``P = mean(p, *extra.values())``,
+        a plain mean of probabilities (not of log-odds, so one over-confident hub model cannot swamp
+        the rest); each extra branch's weight is ``1 / (1 + len(extra))``."""
+        if not extra:
+            return p, weights
+        share = 1.0 / (1 + len(extra))
+        return (p + sum(extra.values())) * share, {**weights, **dict.fromkeys(extra, share)}
 
     def semi_share(self, logits: dict[str, float]) -> float:
         z = self.semi_bias + sum(self.semi_coef.get(b, 0.0) * v for b, v in logits.items())
@@ -109,6 +133,10 @@ class DetectorConfig:
         threshold: decision threshold on the fused probability.
         branches: branches enabled by default.
         fusion: fusion parameters.
+        hf_image_model, hf_video_model: ``hf:<hub id or folder>`` transformers image/video classifiers
+            that join the built-in branches as ``hf_image``/``hf_video`` (see :mod:`vidfake.hub`).
+        label_map: real/fake names for the hub models' labels (``"LABEL_0=real,LABEL_1=fake"`` or a
+            mapping), where the built-in name table does not know them.
     """
 
     image_model: str = "efficientnet_lite0_detector"
@@ -124,6 +152,15 @@ class DetectorConfig:
     threshold: float = 0.5
     branches: tuple[str, ...] = BRANCHES
     fusion: FusionParams = field(default_factory=FusionParams)
+    hf_image_model: str | None = None
+    hf_video_model: str | None = None
+    label_map: dict[str, str] | str | None = None
+
+    @property
+    def hub_models(self) -> dict[str, str]:
+        """Hub branch name -> ``hf:`` model, for the hub models configured."""
+        named = {"hf_image": self.hf_image_model, "hf_video": self.hf_video_model}
+        return {b: m for b, m in named.items() if m}
 
     def model_name(self, branch: str) -> str:
         """The registered model a branch runs."""
@@ -204,7 +241,7 @@ class Detector:
                  face_workers: int | None = None):
         import torch
 
-        from vidfake.temporal_models import create_model, get_config
+        from vidfake.temporal_models import get_config
 
         self.config = config or DetectorConfig.from_file(shipped_weights_dir() / DETECTOR_FILE)
         self.device = torch.device(device)
@@ -225,21 +262,53 @@ class Detector:
                         f"weights for {branch} model {name!r} not found at {ckpt}; train them with "
                         f"`vidfake train configs/...` or pass --weights DIR"
                     )
-            if ckpt is not None and ckpt.parent.resolve() == shipped_weights_dir().resolve():
-                model = create_model(name, pretrained=True)  # the registry verifies the recorded sha256
-            else:
-                model = create_model(name, checkpoint_path=str(ckpt) if ckpt else None)
-            model.eval().to(self.device)
-            self.branches[branch] = make_branch(branch, get_config(name), model, self.device)
-            if self.branches[branch].channels_last:
-                # Convolutions on channels-last tensors: EfficientNet-Lite0 at batch 8 takes 225 ms
-                # instead of 301 ms on 2 CPU threads, NPR 432 instead of 547; outputs equal within 1e-5.
-                model.to(memory_format=torch.channels_last)
-            self.identity[name] = _file_identity(ckpt) if ckpt else "random-init"
+            # Networks are built on first use: a still image never pays for the video branches.
+            self.branches[branch] = make_branch(branch, get_config(name), device=self.device,
+                                                loader=functools.partial(self._load_model, branch, name, ckpt))
+        for branch, spec in self.config.hub_models.items():
+            from vidfake.hub import load_hub_config, make_hub_branch  # transformers only for hub models
+
+            cfg = load_hub_config(spec, "image" if branch == "hf_image" else "video", self.config.label_map)
+            self.branches[branch] = make_hub_branch(cfg, self.device,
+                                                    functools.partial(self._load_hub_model, branch))
+            self.model_names[branch] = spec
         if face_workers is not None and face_workers < 1:
             raise ValueError(f"face_workers must be >= 1, got {face_workers}")
         self.face_workers = face_workers
         self._tracker = None
+
+    def _load_model(self, branch: str, name: str, ckpt: Path | None):
+        import torch
+
+        from vidfake.temporal_models import create_model
+
+        if ckpt is not None and ckpt.parent.resolve() == shipped_weights_dir().resolve():
+            model = create_model(name, pretrained=True)  # the registry verifies the recorded sha256
+        else:
+            model = create_model(name, checkpoint_path=str(ckpt) if ckpt else None)
+        model.eval().to(self.device)
+        if self.branches[branch].channels_last:
+            # Convolutions on channels-last tensors: EfficientNet-Lite0 at batch 8 takes 225 ms
+            # instead of 301 ms on 2 CPU threads, NPR 432 instead of 547; outputs equal within 1e-5.
+            model.to(memory_format=torch.channels_last)
+        self.identity[name] = _file_identity(ckpt) if ckpt else "random-init"
+        return model
+
+    def _load_hub_model(self, branch: str):
+        from vidfake.hub import load_hub_model
+
+        model, identity = load_hub_model(self.branches[branch].config, self.device)
+        self.identity[self.model_names[branch]] = identity
+        return model
+
+    def load(self, branches: Sequence[str] | None = None) -> Detector:
+        """Build the branches' networks now (they are otherwise built on first use); returns self.
+
+        The miner calls this at start, so a damaged weights file stops it there, not on a request.
+        """
+        for b in branches or list(self.branches):
+            _ = self.branches[b].model
+        return self
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -271,8 +340,13 @@ class Detector:
         return cls(cfg, device=device, threads=threads, face_workers=face_workers)
 
     @property
+    def branch_names(self) -> tuple[str, ...]:
+        """Every branch this detector can report, in run order: the built-in ones, then hub branches."""
+        return (*BRANCHES, *(b for b in self.branches if b not in BRANCHES))
+
+    @property
     def models(self) -> dict[str, Any]:
-        """Loaded networks by branch name."""
+        """Networks by branch name (building any not built yet)."""
         return {b: br.model for b, br in self.branches.items()}
 
     @property
@@ -311,7 +385,8 @@ class Detector:
                 ``(T, H, W, 3) uint8`` video (RGB, [0, 255]) or an open ``VideoDecoder``.
             source: name used in the result and in errors.
             kind: ``"image"`` or ``"video"`` to override sniffing (a ``(T, H, W, 3)`` array is a video).
-            branches: subset of ``("image2d", "tall", "lip")`` to run (videos); default from config.
+            branches: subset of ``("image2d", "tall", "lip")`` plus the configured hub branches
+                (``"hf_image"``, ``"hf_video"``) to run; default: the config's branches and every hub branch.
             num_clips: TALL clips to score (speed/accuracy trade-off).
             num_frames: frames for the 2D detector.
             threshold: decision threshold on ``probability_fake``.
@@ -329,15 +404,16 @@ class Detector:
 
         t0 = time.perf_counter()
         threshold = self.config.threshold if threshold is None else float(threshold)
-        requested = tuple(self.config.branches if branches is None else branches)
-        bad = set(requested) - set(BRANCHES)
+        names = self.branch_names
+        requested = tuple((*self.config.branches, *self.config.hub_models) if branches is None else branches)
+        bad = set(requested) - set(names)
         if bad:
-            raise ValueError(f"unknown branches {sorted(bad)}; choose from {BRANCHES}")
+            raise ValueError(f"unknown branches {sorted(bad)}; choose from {names}")
         with open_media(media, source=source, kind=kind, max_side=self.config.max_side) as m:
             timings = {"open": _ms(t0)}
             details = Details() if keep_details else None
             if m.kind.value == "image":
-                result = self._detect_image(m.image, m.source, threshold, timings, details)
+                result = self._detect_image(m.image, m.source, threshold, timings, details, requested)
             else:
                 result = self._detect_video(m.video, m.source, threshold, timings, details, requested,
                                             num_clips or self.config.num_clips,
@@ -346,31 +422,53 @@ class Detector:
         return replace(result, timings_ms=timings), details
 
     # ------------------------------------------------------------------ images
-    def _detect_image(self, image: np.ndarray, source: str, threshold: float, timings, details):
+    def _detect_image(self, image: np.ndarray, source: str, threshold: float, timings, details,
+                      requested: Sequence[str] = ()):
         t = time.perf_counter()
         logit = float(self.image_logits([image])[0])
         timings["image2d"] = _ms(t)
         if details is not None:
             details.image = image
-        p = self.config.fusion.calibrate_image(logit)
-        name = self.branches["image2d"].model_name
-        skipped = tuple(BranchScore(b, None, "skipped: still image", self.model_names[b])
-                        for b in BRANCHES if b != "image2d")
+        p2d = self.config.fusion.calibrate_image(logit)
+        hub = {}  # hub image classifiers on the whole image: branch -> P(fake)
+        for b in self.branch_names:
+            if b in requested and hasattr(self.branches.get(b), "image_logits") and b != "image2d":
+                t = time.perf_counter()
+                hub[b] = sigmoid(float(self.branches[b].image_logits([image])[0]))
+                timings[b] = _ms(t)
+        # The fitted image calibration covers the 2D detector only: hub branches are always averaged in.
+        p, weights = FusionParams.average_in(p2d, hub, {"image2d": 1.0 / (1 + len(hub))})
+        probs = {"image2d": p2d, **hub}
+        branches = tuple(
+            BranchScore(b, probs[b], "ok", self.model_names[b], weights[b]) if b in probs
+            else BranchScore(b, None, "skipped: not requested" if b == "hf_image" else "skipped: still image",
+                             self.model_names[b])
+            for b in self.branch_names)
         return DetectionResult(
             source=source, kind="image", probability_fake=p, threshold=threshold,
             verdict="fake" if p >= threshold else "real",
             three_class=three_class_vector(p, self.config.fusion.image_semi_share),
-            branches=(BranchScore("image2d", p, "ok", name, 1.0), *skipped),
-            frames=(FrameScore(0, 0.0, p, False),), frames_used=1, num_frames=1,
+            branches=branches, frames=(FrameScore(0, 0.0, p2d, False),), frames_used=1, num_frames=1,
             width=int(image.shape[1]), height=int(image.shape[0]),
-            models={name: self.identity[name]},
+            models={self.model_names[b]: self.identity[self.model_names[b]] for b in probs},
+            warnings=self._unfitted_warning(list(hub)),
         )
+
+    def _unfitted_warning(self, hub: Sequence[str]) -> tuple[str, ...]:
+        """The result says how branches without a fitted fusion weight were combined."""
+        if not hub:
+            return ()
+        names = ", ".join(f"{b} ({self.model_names[b]})" for b in hub)
+        return (f"no fitted fusion weight for {names}: P(fake) is the plain mean of vidfake's probability "
+                f"and the hub branch probabilities, each weighted 1/{len(hub) + 1}",)
 
     # ------------------------------------------------------------------ videos
     def _plans(self, n: int, requested: Sequence[str], num_clips: int, num_frames: int) -> dict[str, BranchPlan]:
         """Per requested branch, the spans of an ``n``-frame stream it scores."""
-        counts = {"image2d": num_frames, "tall": num_clips, "lip": self.config.lip_windows}
-        return {b: self.branches[b].plan(n, counts[b]) for b in BRANCHES if b in requested}
+        counts = {"image2d": num_frames, "tall": num_clips, "lip": self.config.lip_windows, "one": 1}
+        # A hub branch says whose count it shares (hf_image: the 2D detector's frames; hf_video: one clip).
+        return {b: self.branches[b].plan(n, counts[getattr(self.branches[b], "count_key", b)])
+                for b in self.branch_names if b in requested}
 
     def _decode(self, video, plans: dict[str, BranchPlan], warnings: list[str]):
         """Decode every frame a plan needs, once; drop the spans that need a frame that did not decode."""
@@ -397,6 +495,11 @@ class Detector:
 
         t = time.perf_counter()
         tracks = self.tracker.track(frames, wanted)
+        brief = [tr for tr in tracks if tr.coverage < MIN_FACE_COVERAGE]
+        if brief:
+            warnings.append(f"{len(brief)} face(s) seen in under {MIN_FACE_COVERAGE:.0%} of the sampled frames "
+                            "left out: the clip is scored on its people, not on glimpses")
+            tracks = [tr for tr in tracks if tr.coverage >= MIN_FACE_COVERAGE]
         timings["faces"] = _ms(t)
         if not tracks:
             warnings.append("no face found: the 2D and TALL branches score whole frames; lip skipped")
@@ -405,22 +508,30 @@ class Detector:
             details.tracks = list(tracks)
 
         ctx = VideoContext(frames, by_index, tracks, fps, _frame_times(video, wanted, fps))
-        scores, outputs = [], {}
-        for b in BRANCHES:
-            status, out = self._run_branch(b, plans, ctx, requested, source, timings, warnings)
+        statuses, outputs = {}, {}
+        for b in self.branch_names:
+            statuses[b], out = self._run_branch(b, plans, ctx, requested, source, timings, warnings)
             if out is not None:
                 outputs[b] = out
-            scores.append(BranchScore(b, sigmoid(out.logit) if out else None, status, self.model_names[b]))
         if not outputs:
-            raise RuntimeError(f"{source}: no branch produced a score ({[s.status for s in scores]})")
+            raise RuntimeError(f"{source}: no branch produced a score ({list(statuses.values())})")
         if details is not None:
             details.add(outputs.values())
 
         t = time.perf_counter()
-        logits = {b: o.logit for b, o in outputs.items()}
+        person, logits = self._most_suspicious(outputs)
         p, weights = self.config.fusion.fuse(logits)
+        warnings += self._unfitted_warning([b for b in logits if b not in BRANCHES and b not in self.config.fusion.coef])
         semi = self.config.fusion.semi_share(logits)
         timings["fusion"] = _ms(t)
+        scores = []
+        for b in self.branch_names:
+            status = statuses[b]
+            if b in outputs and b not in logits:
+                status = f"ok: scored other faces, not face {person}"
+            scores.append(BranchScore(b, sigmoid(logits[b]) if b in logits else None, status, self.model_names[b]))
+        if len(tracks) > 1:
+            warnings.append(f"{len(tracks)} faces: the verdict is face {person}'s, the most suspicious")
         mouth_w = [i.native_width for i in outputs["lip"].inputs if math.isfinite(i.native_width)] \
             if "lip" in outputs else []
         h, w = frames.shape[1:3]
@@ -437,6 +548,18 @@ class Detector:
             warnings=tuple(warnings),
         )
 
+    def _most_suspicious(self, outputs: dict[str, BranchOutput]) -> tuple[int, dict[str, float]]:
+        """Fuse each person's branch scores and keep the most suspicious person: ``(track, logits)``.
+
+        A clip is as fake as its most fake face, and the verdict, the branch scores and the three-class
+        vector all describe that one face (taking each branch's maximum over different people would
+        let two real people add up to a fake). Track 0 stands for whole frames when no face was used.
+        """
+        people = sorted({t for o in outputs.values() for t in o.per_track})
+        per_person = {t: {b: o.per_track[t] for b, o in outputs.items() if t in o.per_track} for t in people}
+        best = max(people, key=lambda t: (self.config.fusion.fuse(per_person[t])[0], -t))
+        return best, per_person[best]
+
     def _run_branch(self, b: str, plans: dict[str, BranchPlan], ctx: VideoContext, requested, source: str,
                     timings: dict, warnings: list[str]) -> tuple[str, BranchOutput | None]:
         """Run one branch on the clip: ``(status, output or None)``; a branch's failure is reported."""
@@ -450,6 +573,8 @@ class Detector:
         t = time.perf_counter()
         try:
             out = branch.run(ctx, plans[b].spans)
+            if out is None:
+                return f"skipped: no window with a face in {branch.min_presence:.0%} of its frames", None
         except MediaError:
             raise
         except Exception as e:  # a failing branch must not take the others down; it is reported

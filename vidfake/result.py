@@ -19,11 +19,13 @@ class BranchScore:
     """One branch's contribution.
 
     Attributes:
-        name: ``"image2d"``, ``"tall"`` or ``"lip"``.
+        name: ``"image2d"``, ``"tall"`` or ``"lip"``; ``"hf_image"``/``"hf_video"`` for Hugging Face
+            models added as branches (``vidfake.hub``).
         probability: the branch's probability of fake in [0, 1], or ``None`` when it did not run.
         status: ``"ok"``, or why it did not run (``"skipped: no face tracked"``, ``"failed: ..."``).
         model: registered model name that produced it.
-        weight: weight the fusion gave it (0 when it did not run).
+        weight: weight the fusion gave it (0 when it did not run): its logistic coefficient, or for a
+            branch without a fitted one (a hub branch) its share of the probability mean (``warnings`` says so).
     """
 
     name: str

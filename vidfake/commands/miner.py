@@ -154,6 +154,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'default' (shipped), 'tiny' (plumbing tests only) or a weights folder (default: %(default)s)",
     )
     work.add_argument("--device", default=d.device, help="torch device (default: %(default)s)")
+    work.add_argument(
+        "--image_model",
+        metavar="hf:ID|hf:DIR",
+        default=None,
+        help="a transformers image classifier added as branch hf_image (cached hub id or local folder)",
+    )
+    work.add_argument(
+        "--video_model",
+        metavar="hf:ID|hf:DIR",
+        default=None,
+        help="a transformers video classifier added as branch hf_video (cached hub id or local folder)",
+    )
+    work.add_argument(
+        "--label_map",
+        metavar="MAP",
+        default=None,
+        help='real/fake for hub model labels the name table does not know, e.g. "LABEL_0=real,LABEL_1=fake"',
+    )
     work.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     work.add_argument(
         "--face_workers",
@@ -242,6 +260,14 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         )
     if get("metagraph.resync_s") < 10 or get("log.summary_s") <= 0:
         raise ValueError("--metagraph.resync_s must be >= 10 and --log.summary_s > 0")
+    for name in ("image_model", "video_model"):
+        spec = get(name)
+        if spec is not None and (not spec.startswith("hf:") or not spec[3:].strip()):
+            raise ValueError(f"--{name}: give hf:<hub id> or hf:<local folder>, got {spec!r}")
+    if get("label_map") is not None:
+        from vidfake.hub import parse_label_map
+
+        parse_label_map(get("label_map"))  # HubError is a ValueError: a malformed map exits 2 here
     max_frames = int(get("max_video_frames"))
     guard = GuardConfig(
         min_stake=float(get("blacklist.min_stake")),
@@ -270,6 +296,9 @@ def config_from_args(args: argparse.Namespace) -> MinerConfig:
         device=get("device"),
         threads=get("threads"),
         face_workers=get("face_workers"),
+        image_model=get("image_model"),
+        video_model=get("video_model"),
+        label_map=get("label_map"),
         guard=guard,
         service=service,
         resync_s=float(get("metagraph.resync_s")),

@@ -56,7 +56,10 @@ def main(argv: list[str]) -> int:
         parser.error(str(e))
     result = train(cfg, resume=args.resume)
     logger.info("best val AUC %.4f at epoch %s (%s)", result.best_auc, result.best_epoch, result.stopped_reason)
-    if args.install_to:
+    if args.install_to and cfg.model.startswith("hf:"):  # a hub model installs as its save_pretrained folder
+        shutil.copytree(Path(cfg.out_dir) / "hf_model", args.install_to, dirs_exist_ok=True)
+        logger.info("installed %s (use --image-model hf:%s)", args.install_to, args.install_to)
+    elif args.install_to:
         dst = Path(args.install_to) / f"{cfg.model}.safetensors"
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(cfg.out_dir) / "best.safetensors", dst)

@@ -58,6 +58,8 @@ class MinerConfig:
         device: torch device; threads: torch CPU threads (``None``: torch's default).
         face_workers: face-tracking threads per detector replica (``None``: ``min(2, CPUs)``); each
             holds its own mediapipe graphs (about 150 MB), so memory grows with workers x this.
+        image_model, video_model: ``hf:<hub id or folder>`` transformers classifiers added as the
+            ``hf_image``/``hf_video`` branches (``vidfake.hub``); label_map: real/fake names for their labels.
         guard: admission rules; service: workers, deadline, limits.
         resync_s: metagraph re-sync period when online.
         summary_s: period of the summary log line.
@@ -78,6 +80,9 @@ class MinerConfig:
     device: str = "cpu"
     threads: int | None = None
     face_workers: int | None = None
+    image_model: str | None = None
+    video_model: str | None = None
+    label_map: str | None = None
     guard: GuardConfig = field(default_factory=GuardConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     resync_s: float = 300.0
@@ -85,15 +90,29 @@ class MinerConfig:
 
 
 def detector_factory(
-    weights: str, device: str = "cpu", threads: int | None = None, face_workers: int | None = None
+    weights: str,
+    device: str = "cpu",
+    threads: int | None = None,
+    face_workers: int | None = None,
+    *,
+    image_model: str | None = None,
+    video_model: str | None = None,
+    label_map: str | None = None,
 ) -> Callable[[], object]:
-    """A callable that builds one detector replica (the service calls it once per worker)."""
+    """A callable that builds one detector replica (the service calls it once per worker).
+
+    ``image_model``/``video_model`` (``hf:...``) add hub branches; ``None`` keeps the weights' own.
+    """
+    hub = {k: v for k, v in (("hf_image_model", image_model), ("hf_video_model", video_model),
+                             ("label_map", label_map)) if v is not None}
 
     def build():
         from vidfake.detector import Detector
 
         # Every network now: a damaged weights file stops the miner at start, never on a request.
-        return Detector.from_pretrained(weights, device=device, threads=threads, face_workers=face_workers)
+        return Detector.from_pretrained(
+            weights, device=device, threads=threads, face_workers=face_workers, **hub
+        ).load()
 
     return build
 
@@ -377,7 +396,16 @@ def run(config: MinerConfig) -> int:
             return Membership.from_metagraph(metagraph)
 
     service = MinerService(
-        detector_factory(config.weights, config.device, config.threads, config.face_workers), config.service
+        detector_factory(
+            config.weights,
+            config.device,
+            config.threads,
+            config.face_workers,
+            image_model=config.image_model,
+            video_model=config.video_model,
+            label_map=config.label_map,
+        ),
+        config.service,
     )
     server = MinerServer(wallet, Guard(config.guard, membership), service, config, resync=resync)
     try:

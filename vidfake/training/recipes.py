@@ -197,6 +197,19 @@ class Image2DDataset(_SeededDataset):
         return _normalise(img, self.mcfg.mean, self.mcfg.std), label
 
 
+class HubImageDataset(Image2DDataset):
+    """:class:`Image2DDataset` for a Hugging Face image classifier (``model: hf:<folder>``): the same
+    samples, prepared with the model's processor resize, crop, mean and std by its ``hf_image`` branch
+    (:func:`vidfake.hub.prepare_frame`), the very preparation the detector uses at inference."""
+
+    def __init__(self, images: list[MediaItem], videos: list[CachedVideo], hub_cfg, cfg: DataConfig,
+                 *, train: bool, seed: int = 0):
+        from vidfake.hub import make_hub_branch
+
+        super().__init__(images, videos, hub_cfg, cfg, train=train, seed=seed)
+        self.branch = make_hub_branch(hub_cfg)
+
+
 def _level0(img: np.ndarray) -> np.ndarray:
     """Validation inputs: what a validator sends at augmentation level 0 (256 px, JPEG 75)."""
     from vidfake.preprocessing.images import subnet_image
@@ -371,6 +384,8 @@ def train(cfg, *, resume: bool = False):
     from vidfake.training.engine import fit
 
     dcfg = DataConfig.from_dict(dict(cfg.data))
+    if cfg.model.startswith("hf:"):
+        return _train_hub_image(cfg, dcfg, resume)
     model_cfg = get_config(cfg.model)
     branch = branch_of(cfg.model)
     model = create_model(cfg.model, checkpoint_path=cfg.init_checkpoint, **dict(cfg.model_kwargs))
@@ -381,3 +396,40 @@ def train(cfg, *, resume: bool = False):
     logger.info("%s: %d train / %d val samples (fake share %.2f / %.2f)", cfg.name, len(train_ds),
                 len(val_ds), np.mean(train_ds.labels), np.mean(val_ds.labels))
     return fit(model, train_ds, val_ds, cfg, resume=resume)
+
+
+def _train_hub_image(cfg, dcfg: DataConfig, resume: bool):
+    """Fine-tune a Hugging Face image classifier (``model: hf:<folder or cached id>``) as the 2D data is
+    trained; ``model_kwargs`` may hold only ``label_map``. The best model is also written with
+    ``save_pretrained`` to ``out_dir/hf_model`` (use it as ``--image-model hf:OUT_DIR/hf_model``)."""
+    import os
+
+    from transformers import AutoImageProcessor
+
+    from vidfake.hub import load_hub_config, load_hub_model, two_class_module
+    from vidfake.training.engine import fit
+
+    extra = set(cfg.model_kwargs) - {"label_map"}
+    if extra or cfg.init_checkpoint:
+        raise ValueError(f"{cfg.model}: a hub model takes only model_kwargs.label_map (got {sorted(extra)}) "
+                         "and no init_checkpoint (point model at the folder to start from)")
+    hub_cfg = load_hub_config(cfg.model, "image", cfg.model_kwargs.get("label_map"))
+    hf_model, _ = load_hub_model(hub_cfg)
+    if dcfg.trainable:  # prefixes are the transformers model's own names (e.g. classifier, vit.encoder.layer.11)
+        n = freeze_except(hf_model, dcfg.trainable)
+        logger.info("training only %s: %d parameters", ", ".join(dcfg.trainable), n)
+    tr_img = load_items(dcfg, "train", "image") if "image" in dcfg.kinds else []
+    va_img = load_items(dcfg, "val", "image") if "image" in dcfg.kinds else []
+    tr_vid = cached_videos(dcfg, "train") if "video" in dcfg.kinds else []
+    va_vid = cached_videos(dcfg, "val") if "video" in dcfg.kinds else []
+    train_ds = HubImageDataset(tr_img, tr_vid, hub_cfg, dcfg, train=True, seed=cfg.seed)
+    val_ds = HubImageDataset(va_img, va_vid, hub_cfg, dcfg, train=False, seed=cfg.seed)
+    logger.info("%s: %d train / %d val samples (%s)", cfg.name, len(train_ds), len(val_ds),
+                hub_cfg.labels.describe())
+    result = fit(two_class_module(hf_model, hub_cfg.labels), train_ds, val_ds, cfg, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        out = Path(cfg.out_dir) / "hf_model"
+        hf_model.save_pretrained(out)
+        AutoImageProcessor.from_pretrained(hub_cfg.source).save_pretrained(out)
+        logger.info("fine-tuned model written to %s (use --image-model hf:%s)", out, out)
+    return result
