@@ -1,24 +1,18 @@
-"""Metrics against hand-computed values, brute force, and the subnet's and gasbench's published rules."""
+"""The binary report against scikit-learn, the subnet's reward and gasbench's score against their rules."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 from vidfake.metrics import (
     RewardReport,
-    accuracy,
-    balanced_accuracy,
     binary_report,
-    brier,
-    confusion_matrix,
     gasbench_score,
-    log_loss,
-    mcc,
-    roc_auc,
-    roc_curve,
     subnet_answer_valid,
     subnet_reward,
     subnet_total,
@@ -26,101 +20,66 @@ from vidfake.metrics import (
 )
 
 
-# --------------------------------------------------------------------------- ranking
-def test_roc_auc_golden_and_ties():
-    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
-    # fake 0.5 vs real 0.5 is a tie (1/2); the three other pairs are ordered: 3.5 / 4
-    assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)
-    assert roc_auc([1, 1, 0, 0], [0.3, 0.3, 0.3, 0.3]) == pytest.approx(0.5)
-    assert roc_auc([0, 1], [0.9, 0.1]) == 0.0
+# --------------------------------------------------------------------------- binary report
+def test_binary_report_golden():
+    r = binary_report([0, 0, 1, 1], [0.1, 0.5, 0.7, 0.9], threshold=0.5)
+    assert r["n"] == 4 and r["n_fake"] == 2
+    assert r["accuracy"] == pytest.approx(0.75)  # 0.5 >= threshold: called fake
+    assert r["balanced_accuracy"] == pytest.approx(0.75)
+    assert r["tpr"] == 1.0 and r["tnr"] == 0.5
+    assert r["mcc"] == pytest.approx(2 / math.sqrt(12))
+    assert r["auc"] == pytest.approx(1.0)
+    assert r["brier"] == pytest.approx((0.01 + 0.25 + 0.09 + 0.01) / 4)
+    assert r["log_loss"] == pytest.approx(-(math.log(0.9) + math.log(0.5) + math.log(0.7) + math.log(0.9)) / 4)
 
 
-def test_roc_auc_matches_pairwise_count_and_curve_area():
+def test_binary_report_one_class_conventions_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one class is an ordinary evaluation set, not a warning
+        one_class = binary_report([1, 1], [0.8, 0.2])
+    assert one_class["auc"] is None and one_class["tnr"] is None and one_class["tpr"] == 0.5
+    assert one_class["mcc"] == 0.0 and one_class["balanced_accuracy"] == 0.5
+    only_real = binary_report([0, 0, 0], [0.1, 0.2, 0.9])
+    assert only_real["tpr"] is None and only_real["tnr"] == pytest.approx(2 / 3)
+
+
+def test_binary_report_log_loss_is_sklearns_on_clipped_probabilities():
+    # sklearn alone clips at float64 eps (-ln 2.2e-16 = 36 nats); the report clips at 1e-7 first.
+    r = binary_report([1, 0], [0.0, 1.0])
+    assert r["log_loss"] == pytest.approx(-math.log(1e-7), rel=1e-6)
+    assert r["log_loss"] < skm.log_loss([1, 0], [0.0, 1.0])
+
+
+def test_binary_report_equals_sklearn_on_random_data():
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        n = int(rng.integers(4, 60))
+    for _ in range(30):
+        n = int(rng.integers(4, 80))
         y = rng.integers(0, 2, n)
         y[:2] = (0, 1)
-        s = rng.random(n).round(1)  # many ties
-        pos, neg = s[y == 1], s[y == 0]
-        brute = ((pos[:, None] > neg).sum() + 0.5 * (pos[:, None] == neg).sum()) / (pos.size * neg.size)
-        assert roc_auc(y, s) == pytest.approx(brute, abs=1e-12)
-        fpr, tpr, _ = roc_curve(y, s)
-        assert np.trapezoid(tpr, fpr) == pytest.approx(brute, abs=1e-12)
-
-
-def test_roc_curve_golden():
-    fpr, tpr, thr = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
-    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
-    np.testing.assert_allclose(thr, [np.inf, 0.8, 0.4, 0.35, 0.1])
-    fpr, tpr, thr = roc_curve([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9])  # the tie is one point
-    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1])
-    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])
-
-
-@pytest.mark.parametrize("fn", [roc_auc, roc_curve])
-def test_ranking_needs_both_classes(fn):
-    with pytest.raises(ValueError, match="single class"):
-        fn([1, 1, 1], [0.2, 0.5, 0.9])
-
-
-# --------------------------------------------------------------------------- decisions
-def test_mcc_golden_binary_multiclass_and_degenerate():
-    assert mcc([1, 1, 1, 0], [1, 0, 1, 1]) == pytest.approx(-1 / 3)
-    # C = [[1,1,0],[0,2,0],[1,0,1]]: (4*6 - 12) / sqrt((36 - 12) * (36 - 14))
-    assert mcc([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]) == pytest.approx(12 / math.sqrt(528))
-    assert mcc([0, 1, 2, 0], [0, 1, 2, 0]) == pytest.approx(1.0)
-    assert mcc([0, 1, 0, 1], [1, 1, 1, 1]) == 0.0  # constant prediction
-
-
-def test_mcc_binary_equals_classic_formula():
-    rng = np.random.default_rng(1)
-    for _ in range(100):
-        n = int(rng.integers(2, 40))
-        y, q = rng.integers(0, 2, n), rng.integers(0, 2, n)
-        tp, tn = int(((y == 1) & (q == 1)).sum()), int(((y == 0) & (q == 0)).sum())
-        fp, fn = int(((y == 0) & (q == 1)).sum()), int(((y == 1) & (q == 0)).sum())
-        d = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-        assert mcc(y, q) == pytest.approx((tp * tn - fp * fn) / d if d else 0.0, abs=1e-12)
-
-
-def test_confusion_accuracy_balanced_accuracy():
-    np.testing.assert_array_equal(confusion_matrix([0, 0, 1, 2], [0, 1, 1, 0]), [[1, 1, 0], [0, 1, 0], [1, 0, 0]])
-    np.testing.assert_array_equal(confusion_matrix([1, 0], [1, 1], labels=[1, 0]), [[1, 0], [1, 0]])
-    with pytest.raises(ValueError, match="do not include"):
-        confusion_matrix([0, 2], [0, 2], labels=[0, 1])
-    assert accuracy([0, 0, 0, 1], [0, 0, 1, 1]) == pytest.approx(0.75)
-    assert balanced_accuracy([0, 0, 0, 1], [0, 0, 1, 1]) == pytest.approx((2 / 3 + 1) / 2)
-
-
-def test_brier_and_log_loss_golden():
-    assert brier([0, 1, 1], [0.1, 0.8, 0.4]) == pytest.approx((0.01 + 0.04 + 0.36) / 3)
-    assert log_loss([0, 1], [0.2, 0.7]) == pytest.approx(-(math.log(0.8) + math.log(0.7)) / 2)
-    assert log_loss([1, 0], [0.0, 1.0]) == pytest.approx(-math.log(1e-7), rel=1e-6)  # clipped, finite
+        p = rng.random(n).round(2)  # ties, and exact 0 / 1 now and then
+        t = float(rng.choice([0.3, 0.5, 0.7]))
+        r = binary_report(y, p, threshold=t)
+        pred = (p >= t).astype(int)
+        assert r["auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+        assert r["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred), abs=1e-12)
+        assert r["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+        assert r["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=1e-12)
+        assert r["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
+        assert r["brier"] == pytest.approx(skm.brier_score_loss(y, p), abs=1e-12)
+        assert r["log_loss"] == pytest.approx(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7)), abs=1e-12)
+        assert r["tpr"] == pytest.approx(skm.recall_score(y, pred), abs=1e-12)
+        assert r["tnr"] == pytest.approx(skm.recall_score(y, pred, pos_label=0), abs=1e-12)
 
 
 @pytest.mark.parametrize("p", [[0.1, float("nan")], [0.1, 1.2], [0.1]])
 def test_bad_probabilities_are_errors(p):
     with pytest.raises(ValueError):
-        brier([0, 1], p)
+        binary_report([0, 1], p)
 
 
 def test_labels_must_be_binary():
     with pytest.raises(ValueError, match="0 \\(real\\) or 1 \\(fake\\)"):
-        brier([0, 2], [0.1, 0.2])
-
-
-def test_binary_report_golden():
-    r = binary_report([0, 0, 1, 1], [0.1, 0.5, 0.7, 0.9], threshold=0.5)
-    assert r["n"] == 4 and r["n_fake"] == 2
-    assert r["accuracy"] == pytest.approx(0.75)  # 0.5 >= threshold: called fake
-    assert r["tpr"] == 1.0 and r["tnr"] == 0.5
-    assert r["mcc"] == pytest.approx(2 / math.sqrt(12))
-    assert r["auc"] == pytest.approx(1.0)
-    assert r["brier"] == pytest.approx((0.01 + 0.25 + 0.09 + 0.01) / 4)
-    one_class = binary_report([1, 1], [0.8, 0.2])
-    assert one_class["auc"] is None and one_class["tnr"] is None and one_class["tpr"] == 0.5
+        binary_report([0, 2], [0.1, 0.2])
 
 
 # --------------------------------------------------------------------------- subnet reward
@@ -144,6 +103,24 @@ def test_subnet_reward_swapped_fake_classes_golden():
     assert r.binary_mcc == pytest.approx(1.0)
     assert r.multiclass_mcc == pytest.approx(1 / 14)
     assert r.reward == pytest.approx(0.75 + 0.25 / 14)
+
+
+def test_subnet_reward_mcc_is_matthews_corrcoef():
+    labels = [0, 1, 2, 2, 1, 0, 0, 2, 1, 1, 0, 2]
+    called = [0, 2, 2, 1, 1, 0, 1, 2, 0, 1, 0, 0]
+    answers = [np.roll([0.6, 0.3, 0.1], c).tolist() for c in called]  # argmax is c
+    r = subnet_reward(labels, answers, "image")
+    y, q = np.array(labels), np.array(called)
+    assert r.multiclass_mcc == pytest.approx(skm.matthews_corrcoef(y, q), abs=1e-12)
+    assert r.binary_mcc == pytest.approx(skm.matthews_corrcoef(y > 0, q > 0), abs=1e-12)
+    assert r.reward == pytest.approx(0.75 * max(0.0, r.binary_mcc) + 0.25 * max(0.0, r.multiclass_mcc))
+
+
+def test_subnet_reward_all_fake_window_is_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = subnet_reward([1, 2, 1, 2, 1], _onehot([1, 1, 1, 1, 1]), "video")
+    assert r.binary_mcc == 0.0 and r.multiclass_mcc == 0.0 and r.reward == 0.0
 
 
 def test_subnet_reward_invalid_answers_penalise_and_leave_the_window():

@@ -98,9 +98,9 @@ def predict(detector, items, *, mode: str = "clean", seed: int = 0, progress: bo
 
 
 def _safe_auc(y, p):
-    from vidfake.metrics import roc_auc
+    from sklearn.metrics import roc_auc_score
 
-    return roc_auc(y, p) if len(set(y)) == 2 else None
+    return float(roc_auc_score(y, p)) if len(set(y)) == 2 else None
 
 
 def summarise(preds: list[Prediction], threshold: float | None = None) -> dict:
@@ -188,8 +188,7 @@ def plot_roc(preds: list[Prediction], path: str | Path, title: str = "") -> Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from vidfake.metrics import roc_curve
+    from sklearn.metrics import roc_curve
 
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     for kind in ("image", "video"):
@@ -197,6 +196,7 @@ def plot_roc(preds: list[Prediction], path: str | Path, title: str = "") -> Path
         y = [p.label for p in ok]
         if len(set(y)) < 2:
             continue
+        # drop_intermediate (the default) leaves out collinear points only: the curve drawn is the same.
         fpr, tpr, _ = roc_curve(y, [p.p_fake for p in ok])
         ax.plot(fpr, tpr, label=f"{kind} (AUC {_safe_auc(y, [p.p_fake for p in ok]):.3f})", lw=2)
         if kind == "video":

@@ -1,8 +1,12 @@
-"""Classification metrics, the BitMind subnet's reward and the gasbench score, in numpy.
+"""The BitMind subnet's reward, the gasbench score and the binary report of our evaluations.
 
-No scikit-learn: AUC comes from ranks (Mann-Whitney U, ties count one half), MCC from the confusion
-matrix with Gorodkin's R_K generalisation, which is what ``sklearn.metrics.matthews_corrcoef`` computes
-for two or more classes (and 0.0 where a marginal is constant).
+Plain metrics (ROC AUC and curve, MCC, accuracy, balanced accuracy, Brier, log loss, confusion matrix)
+are ``sklearn.metrics``' own: callers import them from there. What lives here is what scikit-learn does
+not define: the validators' reward (MCC by ``sklearn.metrics.matthews_corrcoef``, as the validators
+compute it), gasbench's SN34 score, the report dict written by ``vidfake evaluate`` and the export, and
+the mapping of our manifest's methods to the subnet's three classes. scikit-learn is imported inside the
+functions that use it: ``vidfake.training.data`` imports this module, and neither the CLI nor the miner
+should pay for scikit-learn at start.
 
 Conventions: ``y_true`` holds 0 (real) / 1 (fake); ``p`` is the probability of fake in [0, 1]. A
 decision at ``threshold`` is ``p >= threshold`` (as :class:`vidfake.result.DetectionResult` decides),
@@ -33,8 +37,10 @@ conditioned on a captured image is synthetic when the model synthesises the comp
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -44,17 +50,10 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LOG_LOSS_EPS",
     "RewardReport",
-    "accuracy",
-    "balanced_accuracy",
     "binary_report",
-    "brier",
-    "confusion_matrix",
     "gasbench_score",
-    "log_loss",
-    "mcc",
-    "roc_auc",
-    "roc_curve",
     "subnet_answer_valid",
     "subnet_reward",
     "subnet_total",
@@ -95,143 +94,29 @@ def _probs(p, n: int, name: str = "p") -> np.ndarray:
     return a
 
 
-def _both_classes(y: np.ndarray, what: str) -> None:
-    if y.min() == y.max():
-        raise ValueError(f"{what} is undefined with a single class in y_true (all {int(y[0])})")
+# --------------------------------------------------------------------------- binary report
+# Probabilities are clipped to [eps, 1 - eps] before sklearn's log_loss, so one confident mistake costs
+# -ln(1e-7) = 16.1 nats instead of sklearn's own float64-machine-eps clip (-ln(2.2e-16) = 36.0):
+# the figure stays comparable with the reports written before scikit-learn computed it.
+LOG_LOSS_EPS = 1e-7
 
 
-# --------------------------------------------------------------------------- ranking metrics
-def roc_auc(y_true, p) -> float:
-    """Area under the ROC curve as the Mann-Whitney U statistic.
+@contextlib.contextmanager
+def _one_class_is_fine():
+    """Silence sklearn's warnings for a single class in ``y_true`` (and ``y_pred``).
 
-    The probability that a random fake scores above a random real, ties counting one half.
-
-    Args:
-        y_true: ``(N,)`` 0 real / 1 fake; both classes must be present.
-        p: ``(N,)`` probability (or any score) of fake, finite.
-
-    Returns:
-        AUC in [0, 1].
+    An evaluation set of one modality may hold only fakes, and a window of subnet answers may be all
+    fake and all called fake; the conventions documented here (MCC 0.0, balanced accuracy the recall
+    of the one class) are the answers wanted, not a problem to report.
     """
-    y = _binary(y_true)
-    s = np.asarray(p, dtype=np.float64)
-    if s.shape != y.shape or not np.all(np.isfinite(s)):
-        raise ValueError(f"p must be {y.shape} finite scores, got shape {s.shape}")
-    _both_classes(y, "ROC AUC")
-    from scipy.stats import rankdata  # scipy.stats costs ~0.3 s to import; only AUC needs it
-
-    ranks = rankdata(s)  # average ranks: a tie between a real and a fake adds 1/2 to U
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def roc_curve(y_true, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve at every distinct score.
-
-    Args:
-        y_true: ``(N,)`` 0 real / 1 fake; both classes must be present.
-        p: ``(N,)`` scores, finite.
-
-    Returns:
-        ``(fpr, tpr, thresholds)``, each ``(K + 1,) float64`` for K distinct scores: thresholds in
-        decreasing order, the first ``+inf`` (nothing called fake, the point (0, 0)); point k calls fake
-        every score ``>= thresholds[k]``. Unlike scikit-learn's default, no collinear point is dropped.
-    """
-    y = _binary(y_true)
-    s = np.asarray(p, dtype=np.float64)
-    if s.shape != y.shape or not np.all(np.isfinite(s)):
-        raise ValueError(f"p must be {y.shape} finite scores, got shape {s.shape}")
-    _both_classes(y, "ROC curve")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]
-    tps = np.cumsum(y)[last_of_run]
-    fps = (last_of_run + 1) - tps
-    tpr = np.r_[0.0, tps / tps[-1]]
-    fpr = np.r_[0.0, fps / fps[-1]]
-    return fpr, tpr, np.r_[np.inf, s[last_of_run]]
-
-
-# --------------------------------------------------------------------------- decision metrics
-def confusion_matrix(y_true, y_pred, labels: Sequence[int] | None = None) -> np.ndarray:
-    """``(K, K) int64`` counts, rows the true class, columns the predicted class.
-
-    Args:
-        y_true, y_pred: ``(N,)`` integer labels.
-        labels: the classes, in row order; default the sorted union of both.
-    """
-    t, q = _labels(y_true), _labels(y_pred, "y_pred")
-    if t.shape != q.shape:
-        raise ValueError(f"y_true {t.shape} and y_pred {q.shape} differ in length")
-    classes = np.unique(np.r_[t, q]) if labels is None else np.asarray(labels, dtype=np.int64)
-    if classes.ndim != 1 or np.unique(classes).size != classes.size:
-        raise ValueError(f"labels must be distinct integers, got {classes.tolist()}")
-    seen = np.unique(np.r_[t, q])
-    missing = seen[~np.isin(seen, classes)]
-    if missing.size:
-        raise ValueError(f"labels {classes.tolist()} do not include {missing.tolist()}")
-    order = np.argsort(classes)
-    row = order[np.searchsorted(classes[order], t)]
-    col = order[np.searchsorted(classes[order], q)]
-    cm = np.zeros((classes.size, classes.size), dtype=np.int64)
-    np.add.at(cm, (row, col), 1)
-    return cm
-
-
-def accuracy(y_true, y_pred) -> float:
-    """Share of exact matches."""
-    t, q = _labels(y_true), _labels(y_pred, "y_pred")
-    if t.shape != q.shape:
-        raise ValueError(f"y_true {t.shape} and y_pred {q.shape} differ in length")
-    return float(np.mean(t == q))
-
-
-def balanced_accuracy(y_true, y_pred) -> float:
-    """Mean recall over the classes present in ``y_true`` (scikit-learn's definition)."""
-    cm = confusion_matrix(y_true, y_pred)
-    support = cm.sum(axis=1)
-    present = support > 0
-    return float(np.mean(np.diag(cm)[present] / support[present]))
-
-
-def mcc(y_true, y_pred) -> float:
-    """Matthews correlation coefficient; Gorodkin's R_K for more than two classes.
-
-    ``(c*s - t.p) / sqrt((s^2 - p.p) (s^2 - t.t))`` with c correct, s samples, t and p the true and
-    predicted class counts; 0.0 when either count vector is constant (scikit-learn's convention).
-
-    Returns:
-        MCC in [-1, 1].
-    """
-    cm = confusion_matrix(y_true, y_pred).astype(np.float64)
-    t_sum, p_sum = cm.sum(axis=1), cm.sum(axis=0)
-    n, correct = cm.sum(), np.trace(cm)
-    cov_tp = correct * n - t_sum @ p_sum
-    cov_pp = n * n - p_sum @ p_sum
-    cov_tt = n * n - t_sum @ t_sum
-    if cov_pp * cov_tt == 0:
-        return 0.0
-    return float(cov_tp / math.sqrt(cov_tt * cov_pp))
-
-
-def brier(y_true, p) -> float:
-    """Mean squared error of the probability of fake against the 0/1 label."""
-    y = _binary(y_true)
-    q = _probs(p, y.size)
-    return float(np.mean((q - y) ** 2))
-
-
-def log_loss(y_true, p, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy in nats, probabilities clipped to ``[eps, 1 - eps]``."""
-    y = _binary(y_true)
-    q = np.clip(_probs(p, y.size), eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+    with warnings.catch_warnings():
+        for message in ("A single label was found", "y_pred contains classes not in y_true"):
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield
 
 
 def binary_report(y_true, p, threshold: float = 0.5) -> dict:
-    """Every binary metric at once, for reports and JSON.
+    """Every binary metric at once, for reports and JSON, each from ``sklearn.metrics``.
 
     Args:
         y_true: ``(N,)`` 0 real / 1 fake.
@@ -240,25 +125,32 @@ def binary_report(y_true, p, threshold: float = 0.5) -> dict:
 
     Returns:
         ``n``, ``n_fake``, ``threshold``, ``auc`` (``None`` with one class), ``accuracy``,
-        ``balanced_accuracy``, ``mcc``, ``brier``, ``log_loss``, ``tpr`` and ``tnr`` (``None`` where
-        their class is absent).
+        ``balanced_accuracy``, ``mcc``, ``brier``, ``log_loss`` (sklearn's on probabilities clipped
+        to ``[1e-7, 1 - 1e-7]``, see :data:`LOG_LOSS_EPS`), ``tpr`` and ``tnr`` (``None`` where their
+        class is absent).
     """
+    from sklearn import metrics as skm  # ~0.5 s to import: not on the CLI's or the miner's start path
+
     y = _binary(y_true)
     q = _probs(p, y.size)
     pred = (q >= threshold).astype(np.int64)
     n_fake = int(y.sum())
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel().tolist()
+    with _one_class_is_fine():
+        balanced = skm.balanced_accuracy_score(y, pred)
+        m = skm.matthews_corrcoef(y, pred)
     return {
         "n": int(y.size),
         "n_fake": n_fake,
         "threshold": float(threshold),
-        "auc": roc_auc(y, q) if 0 < n_fake < y.size else None,
-        "accuracy": accuracy(y, pred),
-        "balanced_accuracy": balanced_accuracy(y, pred),
-        "mcc": mcc(y, pred),
-        "brier": brier(y, q),
-        "log_loss": log_loss(y, q),
-        "tpr": float(pred[y == 1].mean()) if n_fake else None,
-        "tnr": float(1.0 - pred[y == 0].mean()) if n_fake < y.size else None,
+        "auc": float(skm.roc_auc_score(y, q)) if 0 < n_fake < y.size else None,
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced),
+        "mcc": float(m),
+        "brier": float(skm.brier_score_loss(y, q, pos_label=1)),
+        "log_loss": float(skm.log_loss(y, np.clip(q, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS), labels=[0, 1])),
+        "tpr": tp / (tp + fn) if n_fake else None,
+        "tnr": tn / (tn + fp) if n_fake < y.size else None,
     }
 
 
@@ -359,6 +251,8 @@ def subnet_reward(
         raise ValueError(f"{len(predictions_3vec)} predictions for {y.size} labels")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
+    from sklearn.metrics import matthews_corrcoef
+
     valid = np.array([subnet_answer_valid(a) for a in predictions_3vec], dtype=bool)
     n_valid = int(valid.sum())
     penalty = n_valid / y.size
@@ -366,8 +260,9 @@ def subnet_reward(
     if keep.size:
         argmax = np.array([int(np.argmax(np.asarray(predictions_3vec[k], dtype=np.float64))) for k in keep])
         labels = y[keep]
-        m_multi = mcc(labels, argmax)
-        m_bin = mcc((labels > 0).astype(np.int64), (argmax > 0).astype(np.int64))
+        with _one_class_is_fine():  # a window of only fakes, all called fake, is an ordinary window
+            m_multi = matthews_corrcoef(labels, argmax)
+            m_bin = matthews_corrcoef(labels > 0, argmax > 0)
     else:
         m_multi = m_bin = 0.0
     if keep.size < min_answers:
@@ -404,10 +299,16 @@ def gasbench_score(y_true, p_fake) -> dict:
     Returns:
         ``{"mcc", "brier", "mcc_component", "brier_component", "score"}``.
     """
+    from sklearn.metrics import brier_score_loss, matthews_corrcoef
+
     y = _binary(y_true)
     q = _probs(p_fake, y.size, "p_fake")
-    m = mcc(y, (q > 0.5).astype(np.int64))
-    b = float(np.mean((q - y) ** 2))
+    # gasbench writes its binary MCC out from TP/TN/FP/FN with 0.0 on a zero denominator, which is
+    # matthews_corrcoef for two classes; its Brier error is mean((p - y)^2), which brier_score_loss
+    # returns for a 1-D probability of the positive class (scale_by_half="auto" halves its two-column sum).
+    with _one_class_is_fine():
+        m = float(matthews_corrcoef(y, (q > 0.5).astype(np.int64)))
+    b = float(brier_score_loss(y, q, pos_label=1))
     mcc_component = min(max((m + 1.0) / 2.0, 0.0), 1.0) ** 1.2
     brier_component = max(0.0, (0.25 - b) / 0.25) ** 1.8
     score = math.sqrt(max(1e-12, mcc_component * brier_component))

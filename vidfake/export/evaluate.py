@@ -50,20 +50,22 @@ def package_probabilities(model, batch: np.ndarray, device: str = "cpu") -> np.n
 
 
 def _metrics(labels: list[int], probs: list[float]) -> dict:
-    from vidfake.metrics import accuracy, binary_report, gasbench_score, mcc
+    from sklearn.metrics import accuracy_score, matthews_corrcoef
+
+    from vidfake.metrics import binary_report, gasbench_score
 
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
     m = binary_report(y, p, 0.5)
     pred = (p > 0.5).astype(np.int64)  # gasbench: argmax of the softmax, ties to class 0 (real)
-    m["accuracy"] = accuracy(y, pred)
-    m["mcc"] = mcc(y, pred)
+    m["accuracy"] = float(accuracy_score(y, pred))
+    m["mcc"] = float(matthews_corrcoef(y, pred))
     m["gasbench"] = gasbench_score(y, p)
     return m
 
 
 def _breakdown(rows: list[dict], key: str) -> dict:
-    from vidfake.metrics import roc_auc
+    from sklearn.metrics import roc_auc_score
 
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -76,7 +78,7 @@ def _breakdown(rows: list[dict], key: str) -> dict:
             "n": len(rs),
             "accuracy": float(np.mean([(pi > 0.5) == bool(yi) for yi, pi in zip(y, p, strict=True)])),
             "mean_p_fake": float(np.mean(p)),
-            "auc": roc_auc(y, p) if len(set(y)) == 2 else None,
+            "auc": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
         }
     return out
 

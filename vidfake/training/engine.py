@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from vidfake.metrics import roc_auc
 from vidfake.training.config import ConfigError, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -721,7 +721,7 @@ def _validate_epoch(
         raise ValueError(f"val_dataset holds only label(s) {sorted(classes)}: ROC AUC needs real (0) "
                          "and fake (1) samples")
     probs, labels = _p_fake(val_logits), val_labels.numpy()
-    auc = float(roc_auc(labels, probs))
+    auc = float(roc_auc_score(labels, probs))
     stats = EpochStats(
         epoch=epoch, steps=trained.steps, global_step=state.global_step, train_loss=trained.train_loss,
         val_loss=float(F.cross_entropy(val_logits, val_labels)), val_auc=auc,

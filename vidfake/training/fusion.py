@@ -161,27 +161,34 @@ def write_detector_json(cfg: DetectorConfig, out_dir: str | Path) -> Path:
 def fit_and_write(weights_dir: str | Path, video_rows: list[ScoredItem], image_rows: list[ScoredItem],
                   base: DetectorConfig, l2: float = 1.0) -> tuple[DetectorConfig, dict]:
     """Fit everything and write ``detector.json`` into ``weights_dir``. Returns the config and a summary."""
-    from vidfake.metrics import roc_auc
+    from sklearn.metrics import roc_auc_score
 
     summary: dict = {}
     fusion = base.fusion
+    for kind, rows in (("video", video_rows), ("image", image_rows)):
+        labels = {r.label for r in rows if r.error is None}
+        if rows and len(labels) < 2:  # a fit (and its AUC) needs real and fake items
+            raise ValueError(f"fusion: the {kind} items scored hold one class only ({sorted(labels)}); "
+                             "fit on media with both real and fake items")
     if video_rows:
         coef, means, bias, loo = fit_video_fusion(video_rows, l2)
         semi_coef, semi_bias = fit_semi_share(video_rows, tuple(coef))
         ok = [r for r in video_rows if r.error is None and r.logits]
         fusion = replace(fusion, coef=coef, mean=means, bias=bias, semi_coef=semi_coef, semi_bias=semi_bias)
         y = [r.label for r in ok]
-        summary["video"] = {"n": len(ok), "errors": len(video_rows) - len(ok), "loo_auc": roc_auc(y, loo),
+        summary["video"] = {"n": len(ok), "errors": len(video_rows) - len(ok),
+                            "loo_auc": float(roc_auc_score(y, loo)),
                             "coef": coef, "bias": bias}
         for b in coef:
             sel = [(r.label, r.logits[b]) for r in ok if b in r.logits]
             if len({s[0] for s in sel}) == 2:
-                summary["video"][f"auc_{b}"] = roc_auc([s[0] for s in sel], [s[1] for s in sel])
+                summary["video"][f"auc_{b}"] = float(roc_auc_score([s[0] for s in sel], [s[1] for s in sel]))
     if image_rows:
         t, b, semi, p = fit_image_calibration(image_rows)
         fusion = replace(fusion, image_temperature=t, image_bias=b, image_semi_share=semi)
         ok = [r for r in image_rows if r.error is None]
-        summary["image"] = {"n": len(ok), "auc": roc_auc([r.label for r in ok], p), "temperature": t, "bias": b}
+        summary["image"] = {"n": len(ok), "auc": float(roc_auc_score([r.label for r in ok], p)),
+                            "temperature": t, "bias": b}
     cfg = replace(base, fusion=replace(fusion, fitted=True))
     path = write_detector_json(cfg, weights_dir)
     logger.info("wrote %s", path)

@@ -47,7 +47,8 @@ def video_scores(model, dataset, batch_size: int = 16) -> tuple[np.ndarray, np.n
 
 def run(config_path: str, budget: float, out: str | None, *, folds: list[str] | None = None,
         sbi_prob: float | None = None) -> dict:
-    from vidfake.metrics import roc_auc
+    from sklearn.metrics import roc_auc_score
+
     from vidfake.temporal_models import get_config
     from vidfake.training.cache import CacheConfig, load_cached
     from vidfake.training.config import load_train_config
@@ -86,7 +87,7 @@ def run(config_path: str, budget: float, out: str | None, *, folds: list[str] | 
         p, y = video_scores(model, ds)
         report["folds"][name] = {
             "held_out_fake_videos": int((y == 1).sum()), "real_val_videos": int((y == 0).sum()),
-            "auc_held_out_method": roc_auc(y, p) if len(set(y)) == 2 else None,
+            "auc_held_out_method": float(roc_auc_score(y, p)) if len(set(y)) == 2 else None,
             "in_distribution_val_auc": fit.best_auc, "epochs": fit.epochs_run,
         }
         logger.info("fold %s: %s", name, report["folds"][name])
