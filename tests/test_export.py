@@ -240,7 +240,7 @@ def test_package_files_zip_and_card(packages):
         assert sorted(zf.namelist()) == sorted([CONFIG_FILE, MODEL_FILE, WEIGHTS_FILE])
         assert zf.read(MODEL_FILE) == (r.folder / MODEL_FILE).read_bytes()
     assert r.config["preprocessing"] == {"resize": [320, 320], "num_frames": 8}
-    assert r.arch["face_crop"] == "haar"
+    assert r.arch["face_crop"] == "haar" and r.arch["scene"] is None  # the tiny detector has no scene branch
     card = (r.folder / "README.md").read_text()
     assert "lip" in card and "Haar" in card and r.weights_sha256 in card
     assert "import vidfake" not in (r.folder / MODEL_FILE).read_text()

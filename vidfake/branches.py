@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from vidfake.temporal_models.config import ModelConfig
 
 __all__ = [
-    "BRANCHES", "Branch", "BranchOutput", "BranchPlan", "FrameInput", "Image2DBranch", "LipBranch",
+    "BRANCHES", "SCENE", "Branch", "BranchOutput", "BranchPlan", "FrameInput", "Image2DBranch", "LipBranch",
     "MouthInput", "TallBranch", "TallInput", "VideoContext", "make_branch", "sigmoid",
 ]
 
-#: Branch names in the order the detector runs and reports them.
+#: The face-path branches, in the order the detector runs and reports them.
 BRANCHES: tuple[str, ...] = ("image2d", "tall", "lip")
+#: The scene path's branch (:mod:`vidfake.scene`): clips without a usable face track.
+SCENE: str = "scene"
 
 
 def sigmoid(z: float) -> float:

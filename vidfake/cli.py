@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from vidfake import __version__, use_offline_hubs
-from vidfake.branches import BRANCHES
+from vidfake.branches import BRANCHES, SCENE
 from vidfake.hub import HF_PREFIX, HUB_BRANCHES, HubError, parse_label_map
 
 # Nothing may reach a model hub unless the user asks for it (--online): set before any HF/timm import.
@@ -34,7 +34,7 @@ SUBCOMMANDS = {
     "miner": "serve the detector to BitMind subnet validators (Bittensor axon)",
     "export": "write/check a model package for the subnet's benchmark (gasbench)",
 }
-BRANCH_CHOICES = BRANCHES
+BRANCH_CHOICES = (*BRANCHES, SCENE)
 
 
 def _detect_parser() -> argparse.ArgumentParser:
@@ -112,7 +112,7 @@ def _fmt_p(p) -> str:
 def format_table(rows: list) -> str:
     """Readable table of results (and failures) for the terminal."""
     extra = [b for b in HUB_BRANCHES if any(r[1] is not None and r[1].branch(b) for r in rows)]
-    names = (*BRANCHES, *extra)
+    names = (*BRANCH_CHOICES, *extra)
     header = ("input", "verdict", "P(fake)", *names, "faces", "frames", "time")
     lines = [header]
     for source, res, err, secs in rows:

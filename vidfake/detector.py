@@ -38,6 +38,7 @@ import numpy as np
 
 from vidfake.branches import (
     BRANCHES,
+    SCENE,
     Branch,
     BranchOutput,
     BranchPlan,
@@ -77,6 +78,9 @@ class FusionParams:
     image_temperature: float = 1.0
     image_bias: float = 0.0
     image_semi_share: float = 0.5
+    scene_temperature: float = 1.0
+    scene_bias: float = 0.0
+    scene_semi_share: float = 0.05
     fitted: bool = False
 
     def fuse(self, logits: dict[str, float]) -> tuple[float, dict[str, float]]:
@@ -109,12 +113,35 @@ class FusionParams:
         share = 1.0 / (1 + len(extra))
         return (p + sum(extra.values())) * share, {**weights, **dict.fromkeys(extra, share)}
 
+    def branch_probability(self, branch: str, logit: float) -> float:
+        """One branch's score on the fused probability's scale: the verdict the fusion would give if this
+        branch alone had run (the others at their mean logit), so branch scores and the fused verdict
+        can be read side by side.
+
+        Raw branch logits are centred differently (the TALL-Swin's mean logit on the fitting data is
+        +1.09 on real and fake alike), so their plain sigmoids contradicted the verdict. Branches the
+        fusion has no weight for (hub models) keep their own probability; the scene branch gets the
+        scene path's calibration.
+        """
+        if branch == SCENE:
+            return self.calibrate_scene(logit)
+        if branch not in self.coef:
+            return sigmoid(logit)
+        z = self.bias + sum(c * (logit if b == branch else self.mean.get(b, 0.0)) for b, c in self.coef.items())
+        return sigmoid(z)
+
     def semi_share(self, logits: dict[str, float]) -> float:
         z = self.semi_bias + sum(self.semi_coef.get(b, 0.0) * v for b, v in logits.items())
         return sigmoid(z)
 
     def calibrate_image(self, logit: float) -> float:
         return sigmoid(logit / self.image_temperature + self.image_bias)
+
+    def calibrate_scene(self, logit: float) -> float:
+        """The scene path's probability: the scene head's log-odds, Platt-scaled (identity until fitted:
+        the head is a logistic regression trained on class-balanced clips, so it is already a probability
+        at an even prior)."""
+        return sigmoid(logit / self.scene_temperature + self.scene_bias)
 
 
 @dataclass(frozen=True)
@@ -131,7 +158,9 @@ class DetectorConfig:
         max_faces: faces tracked per video; the video is as fake as its most fake face.
         max_side: videos are decoded with their long side at most this (bounds memory on 4K).
         threshold: decision threshold on the fused probability.
-        branches: branches enabled by default.
+        branches: branches enabled by default; ``"scene"`` adds the scene path (``vidfake.scene``): a
+            clip without a usable face is scored by the scene head instead of face branches on whole frames.
+        scene_windows: scene-branch windows (16 frames at 8 fps each) per clip.
         fusion: fusion parameters.
         hf_image_model, hf_video_model: ``hf:<hub id or folder>`` transformers image/video classifiers
             that join the built-in branches as ``hf_image``/``hf_video`` (see :mod:`vidfake.hub`).
@@ -151,6 +180,7 @@ class DetectorConfig:
     max_side: int = 1280
     threshold: float = 0.5
     branches: tuple[str, ...] = BRANCHES
+    scene_windows: int = 1
     fusion: FusionParams = field(default_factory=FusionParams)
     hf_image_model: str | None = None
     hf_video_model: str | None = None
@@ -208,6 +238,7 @@ class Details:
         crops: the 2D detector's inputs (:class:`~vidfake.branches.FrameInput`), per track and frame.
         layouts: the TALL layouts (:class:`~vidfake.branches.TallInput`), per track and clip.
         mouth: the lip windows (:class:`~vidfake.branches.MouthInput`), per track and window.
+        windows: other branches' inputs by branch name (the scene branch's ``SceneInput`` windows).
         image: the still image (images only).
     """
 
@@ -216,14 +247,15 @@ class Details:
     crops: list[FrameInput] = field(default_factory=list)
     layouts: list[TallInput] = field(default_factory=list)
     mouth: list[MouthInput] = field(default_factory=list)
+    windows: dict[str, list] = field(default_factory=dict)
     image: np.ndarray | None = None
 
-    def add(self, outputs) -> None:
+    def add(self, outputs: dict[str, BranchOutput]) -> None:
         """Keep the typed inputs of branch outputs, each in its list."""
         lists = {FrameInput: self.crops, TallInput: self.layouts, MouthInput: self.mouth}
-        for out in outputs:
+        for name, out in outputs.items():
             for item in out.inputs:
-                lists[type(item)].append(item)
+                lists.get(type(item), self.windows.setdefault(name, [])).append(item)
 
 
 class Detector:
@@ -265,6 +297,14 @@ class Detector:
             # Networks are built on first use: a still image never pays for the video branches.
             self.branches[branch] = make_branch(branch, get_config(name), device=self.device,
                                                 loader=functools.partial(self._load_model, branch, name, ckpt))
+        if SCENE in self.config.branches:
+            from vidfake.scene import SCENE_HEAD_FILE, load_scene_branch
+
+            head = (Path(self.config.weights_dir) / SCENE_HEAD_FILE) if self.config.weights_dir else None
+            self.branches[SCENE] = load_scene_branch(head if head and head.is_file() else None, device=self.device)
+            self.model_names[SCENE] = Path(SCENE_HEAD_FILE).stem
+            self.identity[self.model_names[SCENE]] = _file_identity(head if head and head.is_file()
+                                                                    else shipped_weights_dir() / SCENE_HEAD_FILE)
         for branch, spec in self.config.hub_models.items():
             from vidfake.hub import load_hub_config, make_hub_branch  # transformers only for hub models
 
@@ -463,12 +503,19 @@ class Detector:
                 f"and the hub branch probabilities, each weighted 1/{len(hub) + 1}",)
 
     # ------------------------------------------------------------------ videos
-    def _plans(self, n: int, requested: Sequence[str], num_clips: int, num_frames: int) -> dict[str, BranchPlan]:
+    def _plans(self, n: int, requested: Sequence[str], num_clips: int, num_frames: int,
+               fps: float) -> dict[str, BranchPlan]:
         """Per requested branch, the spans of an ``n``-frame stream it scores."""
         counts = {"image2d": num_frames, "tall": num_clips, "lip": self.config.lip_windows, "one": 1}
-        # A hub branch says whose count it shares (hf_image: the 2D detector's frames; hf_video: one clip).
-        return {b: self.branches[b].plan(n, counts[getattr(self.branches[b], "count_key", b)])
-                for b in self.branch_names if b in requested}
+        plans = {}
+        for b in self.branch_names:
+            if b not in requested:
+                continue
+            if b == SCENE:  # resamples to its common frame rate: it needs the clip's own
+                plans[b] = self.branches[b].plan(n, self.config.scene_windows, fps=fps)
+            else:  # a hub branch says whose count it shares (hf_image: the 2D frames; hf_video: one clip)
+                plans[b] = self.branches[b].plan(n, counts[getattr(self.branches[b], "count_key", b)])
+        return plans
 
     def _decode(self, video, plans: dict[str, BranchPlan], warnings: list[str]):
         """Decode every frame a plan needs, once; drop the spans that need a frame that did not decode."""
@@ -485,7 +532,7 @@ class Detector:
     def _detect_video(self, video, source, threshold, timings, details, requested, num_clips, num_frames):
         n = video.num_frames
         fps = float(video.fps) if video.fps and math.isfinite(video.fps) and video.fps > 0 else 25.0
-        plans = self._plans(n, requested, num_clips, num_frames)
+        plans = self._plans(n, requested, num_clips, num_frames, fps)
         warnings = [p.warning for p in plans.values() if p.warning]
 
         t = time.perf_counter()
@@ -494,14 +541,21 @@ class Detector:
         by_index = {int(i): k for k, i in enumerate(wanted)}
 
         t = time.perf_counter()
-        tracks = self.tracker.track(frames, wanted)
+        # Faces are tracked on the frames the face branches sample (the scene branch's own frames, at
+        # its common rate, are decoded too but neither tracked nor needed to decide the path).
+        face_frames = {int(i) for b, p in plans.items() if b in BRANCHES for sp in p.spans for i in sp.indices}
+        rows = [k for k, i in enumerate(wanted) if int(i) in face_frames] if face_frames else list(range(len(wanted)))
+        tracks = self.tracker.track(frames[rows] if len(rows) < len(wanted) else frames, wanted[rows])
         brief = [tr for tr in tracks if tr.coverage < MIN_FACE_COVERAGE]
         if brief:
             warnings.append(f"{len(brief)} face(s) seen in under {MIN_FACE_COVERAGE:.0%} of the sampled frames "
                             "left out: the clip is scored on its people, not on glimpses")
             tracks = [tr for tr in tracks if tr.coverage >= MIN_FACE_COVERAGE]
         timings["faces"] = _ms(t)
-        if not tracks:
+        scene_path = not tracks and bool(plans.get(SCENE, BranchPlan(())).spans)
+        if scene_path:
+            warnings.append("no usable face: scene path, the scene branch scores whole frames")
+        elif not tracks:
             warnings.append("no face found: the 2D and TALL branches score whole frames; lip skipped")
         if details is not None:
             details.frames = {int(i): frames[k] for i, k in by_index.items()}
@@ -510,26 +564,48 @@ class Detector:
         ctx = VideoContext(frames, by_index, tracks, fps, _frame_times(video, wanted, fps))
         statuses, outputs = {}, {}
         for b in self.branch_names:
+            if b == SCENE and not scene_path:
+                statuses[b] = "skipped: a face is tracked (face path)" if tracks else "skipped: clip too short"
+                continue
+            if b in BRANCHES and scene_path:
+                statuses[b] = "skipped: no usable face (scene path)"
+                continue
             statuses[b], out = self._run_branch(b, plans, ctx, requested, source, timings, warnings)
             if out is not None:
                 outputs[b] = out
+        if scene_path and SCENE not in outputs:  # the scene branch failed: face branches on whole frames
+            scene_path = False
+            warnings.append("scene branch did not score: the 2D and TALL branches score whole frames")
+            for b in BRANCHES:
+                statuses[b], out = self._run_branch(b, plans, ctx, requested, source, timings, warnings)
+                if out is not None:
+                    outputs[b] = out
         if not outputs:
             raise RuntimeError(f"{source}: no branch produced a score ({list(statuses.values())})")
         if details is not None:
-            details.add(outputs.values())
+            details.add(outputs)
 
         t = time.perf_counter()
-        person, logits = self._most_suspicious(outputs)
-        p, weights = self.config.fusion.fuse(logits)
-        warnings += self._unfitted_warning([b for b in logits if b not in BRANCHES and b not in self.config.fusion.coef])
-        semi = self.config.fusion.semi_share(logits)
+        fusion = self.config.fusion
+        if scene_path:  # the scene head decides; hub branches are averaged in
+            person, logits = 0, {b: o.per_track[0] for b, o in outputs.items() if 0 in o.per_track}
+            hub = {b: sigmoid(z) for b, z in logits.items() if b != SCENE}
+            p, weights = fusion.average_in(fusion.calibrate_scene(logits[SCENE]), hub, {SCENE: 1.0 / (1 + len(hub))})
+            warnings += self._unfitted_warning(list(hub))
+            semi = fusion.scene_semi_share
+        else:
+            person, logits = self._most_suspicious(outputs)
+            p, weights = fusion.fuse(logits)
+            warnings += self._unfitted_warning([b for b in logits if b not in BRANCHES and b not in fusion.coef])
+            semi = fusion.semi_share(logits)
         timings["fusion"] = _ms(t)
         scores = []
         for b in self.branch_names:
             status = statuses[b]
             if b in outputs and b not in logits:
                 status = f"ok: scored other faces, not face {person}"
-            scores.append(BranchScore(b, sigmoid(logits[b]) if b in logits else None, status, self.model_names[b]))
+            p_b = fusion.branch_probability(b, logits[b]) if b in logits else None
+            scores.append(BranchScore(b, p_b, status, self.model_names[b]))
         if len(tracks) > 1:
             warnings.append(f"{len(tracks)} faces: the verdict is face {person}'s, the most suspicious")
         mouth_w = [i.native_width for i in outputs["lip"].inputs if math.isfinite(i.native_width)] \
@@ -539,8 +615,10 @@ class Detector:
             source=source, kind="video", probability_fake=p, threshold=threshold,
             verdict="fake" if p >= threshold else "real", three_class=three_class_vector(p, semi),
             branches=tuple(replace(s, weight=weights.get(s.name, 0.0)) for s in scores),
-            clips=tuple(c for o in outputs.values() for c in o.clips),
-            frames=tuple(sorted((f for o in outputs.values() for f in o.frames),
+            clips=tuple(replace(c, probability=_on_fused_scale(fusion, c.branch, c.probability))
+                        for o in outputs.values() for c in o.clips),
+            frames=tuple(sorted((replace(f, probability=_on_fused_scale(fusion, "image2d", f.probability))
+                                 for o in outputs.values() for f in o.frames),
                                 key=lambda f: (f.frame_index, f.track))),
             faces_found=len(tracks), frames_used=len(wanted), num_frames=n, fps=fps, width=int(w),
             height=int(h), mouth_roi_native_px=float(np.median(mouth_w)) if mouth_w else None,
@@ -588,6 +666,16 @@ class Detector:
     def image_logits(self, images: Sequence[np.ndarray], already_sized: bool = False) -> np.ndarray:
         """Raw fake log-odds of the 2D detector for ``(H, W, 3) uint8`` images (before calibration)."""
         return self.branches["image2d"].image_logits(images, already_sized=already_sized)
+
+
+def _on_fused_scale(fusion: FusionParams, branch: str, p: float) -> float:
+    """A branch's per-clip or per-frame probability on the fused scale (:meth:`FusionParams.branch_probability`)."""
+    return fusion.branch_probability(branch, _logit(p))
+
+
+def _logit(p: float, eps: float = 1e-12) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return math.log(p / (1 - p))
 
 
 def _decode_available(video, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:

@@ -8,15 +8,18 @@ One call serves the CLI (``vidfake clip.mp4 --viz out/``) and library users::
 
 Pictures (PNG, matplotlib's Agg renderer through :class:`matplotlib.figure.Figure`, no pyplot state):
 
-* **timeline** (videos): the 2D detector's per-frame probability of fake, each TALL clip and each lip
-  window as a horizontal segment spanning its frames, the decision threshold, a face-presence strip
+* **timeline** (videos): the 2D detector's per-frame probability of fake, each TALL clip, lip window and
+  scene window as a horizontal segment spanning its frames, the decision threshold, a face-presence strip
   under the plot and the most suspicious segment shaded (:func:`most_suspicious_segment`).
 * **heatmaps**: Grad-CAM (Selvaraju et al., ICCV 2017) of the fake log-odds ``logit_fake - logit_real``
   with respect to the last feature map of a branch. For videos, the highest-scoring TALL clip: the
   ``(224, 224)`` layout heatmap is split back into its 4 thumbnails (:func:`tall_inverse`) and each is
   pasted onto its frame through the square face crop box (:func:`heatmap_to_frame`). When TALL did
-  not run, the 4 highest-scoring 2D frames are shown the same way through the 2D detector's crops. For
-  images, the 2D detector's heatmap over the region of the image the model saw.
+  not run, the 4 highest-scoring 2D frames are shown the same way through the 2D detector's crops. On
+  the scene path (no usable face), 4 frames of the highest-scoring scene window, each heatmap over the
+  whole prepared frame pasted back through the centre square it was cut from
+  (:meth:`vidfake.scene.SceneBranch.gradcam`). For images, the 2D detector's heatmap over the region of
+  the image the model saw.
 * **mouth**: the 25 mouth crops of the highest-scoring lip window, tiled row-major.
 
 The HTML report is one file with every picture embedded as a base64 PNG data URI, so it opens in a
@@ -60,6 +63,7 @@ __all__ = [
     "FrameHeatmap",
     "Segment",
     "VideoHeatmaps",
+    "cam_from_gradients",
     "gradcam",
     "gradcam_image",
     "gradcam_tall",
@@ -84,8 +88,12 @@ IMAGE_HEATMAP_SIZE = (1200, 640)
 MOUTH_GAP = 2
 """White pixels between the tiles of the mouth strip."""
 DEFAULT_FPS = 25.0
-_BRANCH_COLOURS = {"image2d": "#1f77b4", "tall": "#d62728", "lip": "#2ca02c"}
-_BRANCH_LABELS = {"image2d": "2D frame", "tall": "TALL clip", "lip": "lip window"}
+_BRANCH_COLOURS = {"image2d": "#1f77b4", "tall": "#d62728", "lip": "#2ca02c", "scene": "#9467bd"}
+_BRANCH_LABELS = {"image2d": "2D frame", "tall": "TALL clip", "lip": "lip window",
+                  "scene": "scene window (whole frames)"}
+_CLIP_WIDTHS = {"tall": 5.0, "lip": 3.0, "scene": 6.0}
+_OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22")
+_SCENE = "scene"  # the scene branch (vidfake.scene.SceneBranch.name)
 _GRADCAM_BATCH = 8
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
@@ -307,14 +315,23 @@ def _draw_scores(ax, result: DetectionResult, clock: _Clock) -> list:
         suffix = f" (face {tid})" if len(tracks) > 1 else ""
         handles.append(Line2D([], [], color=colour, ls=styles[k % len(styles)], marker="o", ms=4,
                               label=f"2D detector per frame{suffix}"))
-    for branch, lw in (("tall", 5.0), ("lip", 3.0)):
+    # Known clip branches first, then any other (a hub video model), each under its own name.
+    others = sorted({c.branch for c in result.clips} - set(_CLIP_WIDTHS))
+    for k, branch in enumerate([*_CLIP_WIDTHS, *others]):
         clips = [c for c in result.clips if c.branch == branch]
         if not clips:
             continue
+        colour = _BRANCH_COLOURS.get(branch, _OTHER_COLOURS[(k - len(_CLIP_WIDTHS)) % len(_OTHER_COLOURS)])
+        lw = _CLIP_WIDTHS.get(branch, 3.0)
         ax.hlines([c.probability for c in clips], [c.start_time for c in clips], [c.end_time for c in clips],
-                  colors=_BRANCH_COLOURS[branch], lw=lw, alpha=0.85)
-        handles.append(Line2D([], [], color=_BRANCH_COLOURS[branch], lw=lw,
-                              label=f"{_BRANCH_LABELS[branch]} ({len(clips)})"))
+                  colors=colour, lw=lw, alpha=0.85)
+        if branch == _SCENE:  # a clip has one to a few windows: write each one's probability on it
+            for c in clips:
+                ax.annotate(f"p = {c.probability:.2f}", ((c.start_time + c.end_time) / 2, c.probability),
+                            xytext=(0, -14 if c.probability > 0.9 else 6), textcoords="offset points",
+                            ha="center", fontsize=8, color=colour)
+        handles.append(Line2D([], [], color=colour, lw=lw, label=f"{_BRANCH_LABELS.get(branch, branch)} "
+                                                                 f"({len(clips)})"))
     return handles
 
 
@@ -344,8 +361,9 @@ def plot_timeline(result: DetectionResult, path: str | Path, *, details: Details
     """Draw the inconsistency timeline of a video into a PNG of :data:`TIMELINE_SIZE` pixels.
 
     One time axis (seconds; stream frame numbers on top): per-frame 2D scores (filled markers where a
-    face was found, hollow where the whole frame was scored), TALL clips and lip windows as horizontal
-    segments spanning their frames, the threshold dashed, the most suspicious segment shaded, and a
+    face was found, hollow where the whole frame was scored), TALL clips, lip windows and scene windows
+    (each scene window with its probability written on it; other branches' clips under their own names)
+    as horizontal segments spanning their frames, the threshold dashed, the most suspicious segment shaded, and a
     strip below marking the sampled frames with and without a face.
 
     Args:
@@ -432,7 +450,6 @@ def gradcam(model: Any, x: torch.Tensor, *, fake_index: int = 1, real_index: int
         ``(B, H, W)`` float32 in [0, 1]; all zeros where nothing argues for "fake".
     """
     import torch
-    import torch.nn.functional as F
 
     was_training = model.training
     model.eval()
@@ -443,15 +460,36 @@ def gradcam(model: Any, x: torch.Tensor, *, fake_index: int = 1, real_index: int
             logits = model.forward_head(feats)
             target = logits[:, fake_index] - logits[:, real_index]
             (grads,) = torch.autograd.grad(target.sum(), feats)
-        fmap, grads = _to_nchw(feats.detach(), model), _to_nchw(grads, model)
-        cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * fmap).sum(dim=1, keepdim=True))
-        cam = F.interpolate(cam.float(), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-        cam = cam[:, 0].clamp_min(0)
-        peak = cam.amax(dim=(1, 2), keepdim=True)
-        cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.zeros_like(cam))
+        cam = cam_from_gradients(_to_nchw(feats.detach(), model), _to_nchw(grads, model), tuple(x.shape[-2:]))
     finally:
         model.train(was_training)
-    return cam.cpu().numpy().astype(np.float32)
+    return cam
+
+
+def cam_from_gradients(fmap: torch.Tensor, grads: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM maps from a feature map and the gradient of the target with respect to it.
+
+    Channel weights are the spatially averaged gradients; each map is ``relu(sum_c w_c * A_c)``,
+    bilinearly upsampled to ``size`` and divided by its own maximum. :func:`gradcam` and
+    :meth:`vidfake.scene.SceneBranch.gradcam` share this convention.
+
+    Args:
+        fmap: ``(B, C, h, w)`` feature map (detached).
+        grads: ``(B, C, h, w)`` gradient of the target with respect to ``fmap``.
+        size: ``(H, W)`` of the output maps.
+
+    Returns:
+        ``(B, H, W)`` float32 in [0, 1]; all zeros where nothing argues for the target.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * fmap).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    cam = cam[:, 0].clamp_min(0)
+    peak = cam.amax(dim=(1, 2), keepdim=True)
+    cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.zeros_like(cam))
+    return cam.detach().cpu().numpy().astype(np.float32)
 
 
 def _branch(detector: Detector, name: str) -> Branch:
@@ -582,8 +620,8 @@ class FrameHeatmap:
         frame_index: stream index.
         frame: ``(H, W, 3)`` uint8 RGB decoded frame.
         crop_box: ``(4,)`` square crop box ``x0, y0, x1, y1`` in frame pixels (may reach past the frame).
-        model_input: ``(s, s, 3)`` uint8 crop the model saw (a TALL thumbnail, ``s = 112``, or the 2D
-            detector's input).
+        model_input: ``(s, s, 3)`` uint8 crop the model saw (a TALL thumbnail, ``s = 112``, the 2D
+            detector's input, or the scene branch's 256 px prepared frame).
         heat_input: ``(s, s)`` float32 [0, 1] heatmap over ``model_input``.
         heat_frame: ``(H, W)`` float32 [0, 1] the same heatmap pasted onto the frame (0 outside the crop).
     """
@@ -602,7 +640,8 @@ class VideoHeatmaps:
 
     Attributes:
         branch: ``"tall"`` (the 4 frames of the highest-scoring TALL clip; heatmaps of one layout share
-            one normalisation) or ``"image2d"`` (the highest-scoring 2D frames, each normalised alone).
+            one normalisation), ``"image2d"`` (the highest-scoring 2D frames, each normalised alone) or
+            ``"scene"`` (4 frames of the highest-scoring scene window, each normalised alone).
         frames: the frames in stream order.
         title: what was explained, in words.
     """
@@ -659,6 +698,36 @@ def _image2d_views(result: DetectionResult, details: Details, detector: Detector
     return VideoHeatmaps("image2d", tuple(views), title)
 
 
+def _scene_views(result: DetectionResult, details: Details, detector: Detector,
+                 count: int = 4) -> VideoHeatmaps | None:
+    from vidfake.preprocessing.layout import heatmap_to_frame
+
+    # Scene windows score whole frames (track 0): a window is known by its first and last frame.
+    windows = {(w.indices[0], w.indices[-1]): w for w in details.windows.get(_SCENE, [])
+               if all(int(i) in details.frames for i in w.indices)}
+    clips = [c for c in result.clips if c.branch == _SCENE and (c.start_frame, c.end_frame) in windows]
+    if not clips:
+        return None
+    clip = max(clips, key=lambda c: c.probability)
+    entry = windows[(clip.start_frame, clip.end_frame)]
+    branch = _branch(detector, _SCENE)
+    cams = branch.gradcam(entry)
+    picks = np.unique(np.linspace(0, len(entry.indices) - 1, min(count, len(entry.indices))).round().astype(int))
+    views = []
+    for k in picks.tolist():
+        index = int(entry.indices[k])
+        frame = details.frames[index]
+        box = np.asarray(branch.view_box(frame.shape[0], frame.shape[1]), dtype=np.float64)
+        heat_frame = np.clip(heatmap_to_frame(cams[k], box, frame.shape), 0, 1)
+        views.append(FrameHeatmap(index, frame, box, entry.frames[k], cams[k], heat_frame))
+    rate = getattr(branch.config, "rate", None)
+    at = f" at {rate:g} fps" if rate else ""
+    title = (f"Grad-CAM of the scene branch on its highest-scoring window: frames {clip.start_frame}-"
+             f"{clip.end_frame} ({clip.start_time:.2f}-{clip.end_time:.2f} s, {len(entry.indices)} frames"
+             f"{at}), p(fake) = {clip.probability:.3f}; {len(views)} of its frames")
+    return VideoHeatmaps(_SCENE, tuple(views), title)
+
+
 def video_heatmaps(result: DetectionResult, details: Details, detector: Detector, *,
                    branch: str | None = None) -> VideoHeatmaps | None:
     """Grad-CAM heatmaps of the most suspicious frames of a video, mapped back onto the frames.
@@ -668,24 +737,31 @@ def video_heatmaps(result: DetectionResult, details: Details, detector: Detector
     through the square crop box the thumbnail was cut from
     (:func:`~vidfake.preprocessing.layout.heatmap_to_frame`). ``"image2d"``: the 4 highest-scoring 2D
     frames, each through the 2D detector's own crop (the enlarged face box, or the whole frame, padded square,
-    when no face was tracked).
+    when no face was tracked). ``"scene"`` (the scene path, no usable face): the highest-scoring scene
+    window (``Details.windows["scene"]``), explained with :meth:`vidfake.scene.SceneBranch.gradcam`; 4 of
+    its frames, evenly spread, each map over the whole 256 px prepared frame and pasted onto the decoded
+    frame through the centre square :func:`vidfake.scene.prepare_frames` cut
+    (:meth:`~vidfake.scene.SceneBranch.view_box`).
 
     Args:
         result: the video's detection result.
         details: its intermediates (``keep_details=True``).
         detector: the detector that produced them.
-        branch: ``"tall"`` or ``"image2d"``; by default TALL when it ran, else the 2D detector.
+        branch: ``"tall"``, ``"image2d"`` or ``"scene"``; by default TALL when it ran, else the 2D
+            detector, else the scene branch.
 
     Returns:
         The heatmaps, or ``None`` when the branch left nothing to explain.
     """
-    if branch not in (None, "tall", "image2d"):
-        raise ValueError(f"video_heatmaps: branch must be 'tall' or 'image2d', got {branch!r}")
+    if branch not in (None, "tall", "image2d", _SCENE):
+        raise ValueError(f"video_heatmaps: branch must be 'tall', 'image2d' or 'scene', got {branch!r}")
     views = None
     if branch in (None, "tall") and "tall" in detector.branches:
         views = _tall_views(result, details, detector)
     if views is None and branch in (None, "image2d") and "image2d" in detector.branches:
         views = _image2d_views(result, details, detector)
+    if views is None and branch in (None, _SCENE) and _SCENE in detector.branches:
+        views = _scene_views(result, details, detector)
     return views
 
 
@@ -742,11 +818,16 @@ def _write_heatmaps(result: DetectionResult, details: Details, detector: Detecto
                 "(red: strongest evidence for fake; relative to this image's maximum).")
     heatmaps = video_heatmaps(result, details, detector)
     if heatmaps is None:
-        raise ValueError("no TALL clip or 2D frame with kept intermediates to explain")
+        raise ValueError("no TALL clip, 2D frame or scene window with kept intermediates to explain")
     scores: dict[int, float] = {}
     for f in result.frames:
         scores[f.frame_index] = max(scores.get(f.frame_index, 0.0), f.probability)
     _plot_video_heatmaps(heatmaps, _Clock(result), scores, path)
+    if heatmaps.branch == _SCENE:
+        return (f"{heatmaps.title}. Top: the whole frame as the scene branch saw it (256 px centre square, "
+                "JPEG 75), with its heatmap over the trunk's last feature map; bottom: the heatmap mapped "
+                "back onto the decoded frame through that centre square (dashed). Each frame's map is "
+                "relative to its own maximum (red: strongest evidence for fake).")
     return (f"{heatmaps.title}. Top: what the model saw, with its heatmap; bottom: the heatmap mapped back "
             "onto the frame through the crop box (red: strongest evidence for fake).")
 
@@ -840,12 +921,20 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:.8em}
 """
 
 
+def _scene_path(result: DetectionResult) -> bool:
+    """Whether the scene branch decided the verdict (it scores only clips without a usable face)."""
+    return any(b.name == _SCENE and b.probability is not None for b in result.branches)
+
+
 def _summary_rows(result: DetectionResult, segment: Segment | None) -> list[tuple[str, str]]:
     real, synthetic, semi = result.three_class
     rows = [("probability of fake", f"{result.probability_fake:.4f} (threshold {result.threshold:.2f})"),
             ("real / synthetic / semi-synthetic", f"{real:.3f} / {synthetic:.3f} / {semi:.3f}"),
             ("kind", result.kind), ("size", f"{result.width} x {result.height} px"),
             ("faces found", str(result.faces_found))]
+    if _scene_path(result):
+        rows.append(("decided by", "the scene path: no usable face, so the face branches were skipped and "
+                                   "the scene branch scored whole frames"))
     if result.kind == "video":
         fps, duration = _fps(result), float(_Clock(result).time(result.num_frames))
         rows += [("frames", f"{result.frames_used} analysed of {result.num_frames}"),
@@ -909,8 +998,9 @@ def render_report(result: DetectionResult, details: Details | None, out_dir: str
 
     * ``<stem>_timeline.png`` (videos): :func:`plot_timeline`;
     * ``<stem>_heatmaps.png`` (needs ``details`` and ``detector``): Grad-CAM of the highest-scoring
-      TALL clip mapped onto its 4 frames (or of the 4 highest-scoring 2D frames when TALL did not run),
-      or of the 2D detector over a still image;
+      TALL clip mapped onto its 4 frames (or of the 4 highest-scoring 2D frames when TALL did not run,
+      or of 4 frames of the highest-scoring scene window on the scene path), or of the 2D detector over a
+      still image;
     * ``<stem>_mouth.png`` (videos where the lip branch ran, needs ``details``): :func:`mouth_strip` of
       the highest-scoring lip window;
     * ``<stem>.html``: verdict, scores, branch table, faces, frames, timings, warnings, then the
@@ -939,8 +1029,11 @@ def render_report(result: DetectionResult, details: Details | None, out_dir: str
         if result.kind == "video":
             paths["timeline"] = plot_timeline(result, out_dir / f"{stem}_timeline.png", details=details,
                                               segment=segment)
+            scored = ("scene window (whole frames, each window's own probability; the verdict is the "
+                      "calibrated mean over windows)" if _scene_path(result)
+                      else "2D frame, TALL clip and lip window")
             figures.append(("Inconsistency timeline", paths["timeline"],
-                            "Probability of fake per 2D frame, TALL clip and lip window on one time axis; "
+                            f"Probability of fake per {scored} on one time axis; "
                             "the shaded span is the 1 s window with the highest mean score across branches; "
                             "the strip below marks sampled frames with and without a face.", ""))
         if details is None:

