@@ -1,0 +1,200 @@
+"""Leave-one-source-out: source groups, the feature cache, the fold protocol, confound features."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidfake.training import features as F
+from vidfake.training.data import MediaItem
+from vidfake.training.groups import UnknownSourceError, assign_groups, group_of
+from vidfake.training.loso import deal_real_folds, evaluate, make_folds
+
+
+def _item(label: int, method: str = "none", source: str = "x/y", kind: str = "image", path: str = "a.jpg"):
+    return MediaItem(path=Path(path), label=label, kind=kind, split="train", group="g", method=method,
+                     source=source, class3=label)
+
+
+# --------------------------------------------------------------------------- groups
+@pytest.mark.parametrize("method, source, group", [
+    ("OminiControl (FLUX.1 based, subject-driven) (text-to-image generator)", "Yuanshi9815/OminiControl",
+     "FLUX family"),
+    ("Stable Diffusion 1.5 fine-tune (Deliberate 2.0)", "SupaGruen/StableDiffusion-CheatSheet", "SD1.5"),
+    ("BrushNet (SD1.5) inpainting, prompt 'a cut toy'", "TencentARC/BrushNet", "inpainting"),
+    ("DALL-E 2 inpainting", "openai/dalle-2-preview", "inpainting"),
+    ("DALL-E 2 (text-to-image generator)", "openai/dalle-2-preview", "DALL-E 2"),
+    ("CogView4-6B (text-to-image generator)", "vipshop/cache-dit", "CogView"),
+    ("unknown text-to-image generator", "Laboratoriet/real-or-ai-game", "real-or-ai-game"),
+])
+def test_fake_family(method, source, group):
+    assert group in group_of(_item(1, method, source))
+
+
+def test_reals_group_by_source_and_videos_have_groups():
+    assert group_of(_item(0, source="EliSchwartz/imagenet-sample-images")) == "ImageNet samples"
+    assert "stargan" in group_of(_item(0, source="clovaai/stargan-v2"))
+    # The same source repo holds reals and fakes: the label decides the side.
+    assert group_of(_item(0, source="Laboratoriet/real-or-ai-game")) != group_of(
+        _item(1, "unknown", "Laboratoriet/real-or-ai-game"))
+    assert "face swap" in group_of(_item(1, "DeepFaceLive (DFM real-time face swap)", kind="video"))
+    assert "AnimateDiff" in group_of(_item(1, "AnimateDiff v1 + LoRA, T2V", kind="video"))
+
+
+def test_unknown_source_raises():
+    with pytest.raises(UnknownSourceError, match="no source group"):
+        group_of(_item(1, "a brand-new generator", "someone/new"))
+    with pytest.raises(UnknownSourceError):
+        group_of(_item(0, source="someone/new-photos"))
+
+
+@pytest.mark.data
+def test_every_manifest_row_has_one_label_group(shared_data):
+    from vidfake.training.data import read_manifest
+
+    items = read_manifest(shared_data, check_files=False)
+    groups = assign_groups(items)
+    labels: dict[str, set[int]] = {}
+    for item, g in zip(items, groups, strict=True):
+        labels.setdefault(g, set()).add(item.label)
+    assert all(len(v) == 1 for v in labels.values()), {g: v for g, v in labels.items() if len(v) > 1}
+    images = [g for i, g in zip(items, groups, strict=True) if i.kind == "image"]
+    small = {g: images.count(g) for g in set(images) if images.count(g) < 8}
+    assert not small, f"image groups under 8 items: {small}"
+
+
+# --------------------------------------------------------------------------- feature cache
+def _tiny_extractor(calls: list, recipe: dict | None = None) -> F.Extractor:
+    def build():
+        def fn(image, views, path):
+            calls.append(Path(path).name)
+            ims = [image, *views]
+            return {"mean": np.array([[im.mean(), im.shape[0]] for im in ims], np.float32)}
+
+        return fn
+
+    return F.Extractor("tiny", "mean-pixel", ("mean",), recipe or {"r": 1}, build, lambda: "w1")
+
+
+def _images(tmp_path: Path, n: int) -> list[MediaItem]:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(n):
+        p = tmp_path / ("fake" if i % 2 else "real") / f"im{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)).save(p)
+        items.append(_item(i % 2, path=str(p)))
+    return items
+
+
+def test_cache_resumes_and_key_tracks_recipe(tmp_path):
+    items = _images(tmp_path, 5)
+    calls: list = []
+    ex = _tiny_extractor(calls)
+    status = F.extract(items[:3], ex, views=2, root=tmp_path / "c", shard_items=2, progress=False)
+    assert set(status["tiny"].values()) == {"cached"} and len(calls) == 3
+    status = F.extract(items, ex, views=2, root=tmp_path / "c", shard_items=2, progress=False)
+    assert len(calls) == 5, "cached items must not be recomputed"
+    assert sum(v == "exists" for v in status["tiny"].values()) == 3
+    cache = F.FeatureCache(ex, F.ViewSpec(2), tmp_path / "c")
+    stored = cache.load()
+    assert len(stored) == 5 and stored[F.item_id(items[1].path)]["mean"].shape == (2, 2)
+    # View 1 is the validators' 256 px output; view 0 is the image as stored.
+    assert stored[F.item_id(items[4].path)]["mean"][:, 1].tolist() == [72.0, 256.0]
+    # Another recipe, weights or view count is another entry; this one is untouched.
+    other = _tiny_extractor([], {"r": 2})
+    assert other.key(F.ViewSpec(2)) != ex.key(F.ViewSpec(2)) != ex.key(F.ViewSpec(3))
+    assert replace(ex, weights=lambda: "w2").key(F.ViewSpec(2)) != ex.key(F.ViewSpec(2))
+
+
+def test_views_are_deterministic_per_file_and_seed():
+    image = np.random.default_rng(1).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    a = F.make_views(image, "fake/a.jpg", F.ViewSpec(3, seed=0))
+    b = F.make_views(image, "fake/a.jpg", F.ViewSpec(3, seed=0))
+    assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert F.view_params("fake/a.jpg", 1, F.ViewSpec(3)) != F.view_params("fake/b.jpg", 1, F.ViewSpec(3))
+    assert F.view_params("fake/a.jpg", 1, F.ViewSpec(3)) != F.view_params("fake/a.jpg", 1, F.ViewSpec(3, 1))
+
+
+def test_native_crops_do_not_resize():
+    image = np.arange(300 * 400 * 3, dtype=np.uint32).reshape(300, 400, 3).astype(np.uint8)
+    crops = F.native_crops(image, 224, 3)
+    assert crops.shape == (3, 224, 224, 3)
+    assert np.array_equal(crops[1], image[:224, :224]) and np.array_equal(crops[2], image[-224:, -224:])
+    assert F.native_crops(image[:100, :150], 224, 1).shape == (1, 224, 224, 3)  # small: upscaled
+
+
+# --------------------------------------------------------------------------- confounds
+def test_confound_features(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "x.jpg"
+    Image.fromarray(np.full((100, 200, 3), 128, np.uint8)).save(path, quality=95)
+    image = np.asarray(Image.open(path))
+    out = F.confound_features(image, [np.zeros((256, 256, 3), np.uint8)], path)
+    size, jpeg = out["size"], out["jpeg"]
+    assert size.shape == (2, 6) and jpeg.shape == (2, 3)
+    assert size[0, :2].tolist() == [200, 100] and size[0, 4] == 0 and np.isclose(size[0, 3], np.log(2))
+    assert size[1, :2].tolist() == [256, 256] and size[1, 4] == 1
+    assert np.isclose(jpeg[0, 0], np.log(path.stat().st_size))
+    assert jpeg[1, 2] > jpeg[0, 2], "quality 75 quantises more coarsely than 95"
+
+
+# --------------------------------------------------------------------------- folds
+def test_real_folds_are_balanced_and_deterministic():
+    sizes = {"a": 300, "b": 200, "c": 100, "d": 100, "e": 50}
+    folds = deal_real_folds(sizes, 2)
+    assert sorted(sum(sizes[g] for g in f) for f in folds) == [350, 400]
+    assert folds == deal_real_folds(dict(reversed(list(sizes.items()))), 2)
+    with pytest.raises(ValueError, match="both labels"):
+        make_folds(np.array([0, 1]), ["g", "g"])
+
+
+class _Spy:
+    """Stand-in head: feature 0 is the row's item index; it checks that no held-out item was trained on."""
+
+    log: list = []
+
+    def __init__(self, groups):
+        self.groups = groups
+
+    def fit(self, x, y):
+        self.trained = set(self.groups[x[:, 0].astype(int)])
+        return self
+
+    def predict_proba(self, x):
+        scored = set(self.groups[x[:, 0].astype(int)])
+        _Spy.log.append((self.trained, scored))
+        p = x[:, 1:2]
+        return np.hstack([1 - p, p])
+
+
+def test_loso_never_trains_on_a_scored_group():
+    rng = np.random.default_rng(0)
+    groups = np.array(["f1"] * 6 + ["f2"] * 6 + ["f3"] * 6 + ["r1"] * 6 + ["r2"] * 6 + ["r3"] * 6)
+    labels = np.array([1] * 18 + [0] * 18)
+    n, k = len(labels), 3
+    x = np.zeros((n, k, 2), np.float32)
+    x[:, :, 0] = np.arange(n)[:, None]
+    x[:, :, 1] = (labels[:, None] * 0.5 + rng.random((n, k)) * 0.5)  # separable: AUC 1 up to noise
+    _Spy.log.clear()
+    r = evaluate(x, labels, groups, lambda: _Spy(groups), real_folds=3)
+    assert len(_Spy.log) == 9 * 2  # 3 fake groups x 3 real folds, clean + validator
+    for trained, scored in _Spy.log:
+        assert trained and scored and not trained & scored
+    assert [g.group for g in r.fake_groups] == ["f1", "f2", "f3"] and r.views == 3
+    assert all(g.auc_clean == 1.0 and g.auc_validator == 1.0 for g in r.fake_groups)
+
+
+def test_reference_row_uses_the_logit_untrained():
+    groups = np.array(["f"] * 4 + ["r"] * 4)
+    labels = np.array([1] * 4 + [0] * 4)
+    x = np.where(labels[:, None, None] == 1, 2.0, -2.0) * np.ones((8, 2, 1))
+    x[0, 0, 0] = -3.0  # one fake below every real on the clean view
+    r = evaluate(x, labels, groups, None, real_folds=1)
+    assert not r.loso and r.fake_groups[0].auc_clean == 0.75 and r.fake_groups[0].auc_validator == 1.0

@@ -1,0 +1,403 @@
+"""Leave-one-source-out (LOSO) evaluation of still-image detectors on cached frozen features.
+
+The validation split holds out people and scenes, not sources, and flatters: the shipped 2D detector
+scores AUC 0.90 there and about 0.5 on sources it never saw. The quality figure that matters to users
+meeting new generators is how a detector does on a generator family *and* a kind of real photo that it
+never trained on. This module measures that for cheap heads on the features cached by
+:mod:`vidfake.training.features`.
+
+Protocol (no head is ever scored on an item whose source group it saw in training):
+
+1. Groups come from :mod:`vidfake.training.groups`: fakes by generator family, reals by kind of source.
+2. Real groups are dealt into ``real_folds`` folds (largest group first, each into the fold with the
+   fewest items so far; deterministic).
+3. For every pair (fake group ``F``, real fold ``R``) one head is trained on every item whose group is
+   neither ``F`` nor in ``R``, on all its training views, and scores ``F``'s fakes and ``R``'s reals.
+4. The AUC of fake group ``F`` is the Mann-Whitney statistic over every (fake of ``F``, real) pair, each
+   pair compared by the head that saw neither side's source: the per-head AUCs averaged with the number
+   of reals of each fold as weights. MCC (threshold 0.5 on the head's probability) is averaged the same
+   way. The AUC of a real group is read off the same heads (each fake group against that real group,
+   weighted by the fake group's size).
+5. *Clean*: items scored on view 0 (as stored). *Validator-style*: scored on views 1..K-1 (the
+   validators' augmentation mix, 256 px JPEG 75), each view a separate sample. Heads train on all K
+   views of the training items; a held-out item's views are never trained on, whichever view is scored.
+
+Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class weights, fixed ``C``
+or ``--inner-cv``: ``C`` picked by group k-fold inside the training part of each fold), ``mlp``
+(standardised, PCA to at most 128 whitened components fitted on the training part, one hidden layer
+of 128 units). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
+candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
+is scored with no training (its logit is the score) as a *reference*: it saw every source, so its row
+is not a LOSO figure.
+
+    python -m vidfake.training.features --data ../shared/data --extractor lite0 --extractor confounds
+    python -m vidfake.training.loso --data ../shared/data --candidate lite0_last --candidate confound_size \\
+        --head logreg --head mlp --out runs/loso_images.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HEADS",
+    "CandidateResult",
+    "Fold",
+    "GroupScore",
+    "deal_real_folds",
+    "evaluate",
+    "make_folds",
+    "markdown_table",
+]
+
+# Two real folds: each head holds out half the real groups (about 490 reals). Four folds cost twice the
+# fits (lite0_last + logreg: 206 s for 56 fits on a shared 2-core CPU) for slightly more training reals.
+DEFAULT_REAL_FOLDS = 2
+LOGREG_C = 0.01  # strong L2: thousands of standardised features, a few thousand rows per fold
+INNER_CS = (0.001, 0.01, 0.1)
+
+
+# --------------------------------------------------------------------------- folds
+@dataclass(frozen=True)
+class Fold:
+    """One head's hold-out: a fake group and a fold of real groups."""
+
+    fake_group: str
+    real_groups: tuple[str, ...]
+
+    @property
+    def held_out(self) -> frozenset[str]:
+        return frozenset((self.fake_group, *self.real_groups))
+
+
+def deal_real_folds(real_sizes: dict[str, int], n: int) -> list[tuple[str, ...]]:
+    """Real groups dealt into ``n`` folds of similar size: largest first, into the lightest fold.
+
+    Ties are broken by name, so the folds depend only on the group sizes.
+    """
+    n = max(1, min(n, len(real_sizes)))
+    folds: list[list[str]] = [[] for _ in range(n)]
+    load = [0] * n
+    for name, size in sorted(real_sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        k = min(range(n), key=lambda j: (load[j], j))
+        folds[k].append(name)
+        load[k] += size
+    return [tuple(sorted(f)) for f in folds]
+
+
+def make_folds(labels: np.ndarray, groups: Sequence[str], real_folds: int = DEFAULT_REAL_FOLDS) -> list[Fold]:
+    """Every (fake group, real fold) pair; see the module docstring.
+
+    Raises:
+        ValueError: a group holds both labels.
+    """
+    labels = np.asarray(labels)
+    groups = np.asarray(groups)
+    by_group: dict[str, set[int]] = {}
+    for g, y in zip(groups, labels, strict=True):
+        by_group.setdefault(str(g), set()).add(int(y))
+    mixed = [g for g, ys in by_group.items() if len(ys) > 1]
+    if mixed:
+        raise ValueError(f"groups holding both labels: {mixed}")
+    fakes = sorted(g for g, ys in by_group.items() if ys == {1})
+    reals = {g: int((groups == g).sum()) for g, ys in by_group.items() if ys == {0}}
+    return [Fold(f, r) for f in fakes for r in deal_real_folds(reals, real_folds)]
+
+
+# --------------------------------------------------------------------------- heads
+def _logreg(c: float = LOGREG_C):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # tol 1e-3 (default 1e-4): AUCs agree to 3 decimals on lite0_last, at a fraction of the iterations.
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=500,
+                                                              tol=1e-3))
+
+
+def _logreg_inner_cv():
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    return GridSearchCV(_logreg(), {"logisticregression__C": list(INNER_CS)}, scoring="roc_auc",
+                        cv=GroupKFold(3), refit=True)
+
+
+def _mlp():
+    from sklearn.decomposition import PCA
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    class _PCA(PCA):
+        # At most 128 components, fewer when the features have fewer (the confound candidates).
+        def fit(self, X, y=None):
+            self.n_components = min(128, X.shape[1])
+            return super().fit(X, y)
+
+        def fit_transform(self, X, y=None):
+            self.n_components = min(128, X.shape[1])
+            return super().fit_transform(X, y)
+
+    return make_pipeline(StandardScaler(), _PCA(whiten=True, svd_solver="randomized", random_state=0),
+                         MLPClassifier((128,), alpha=1e-2, max_iter=200, early_stopping=True,
+                                       random_state=0))
+
+
+HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp}
+
+
+def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ranking score, P(fake)) of a fitted sklearn classifier."""
+    p = model.predict_proba(x)[:, 1]
+    return p, p
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class GroupScore:
+    """AUC and MCC of one held-out group; ``None`` where the view set is empty (K = 1)."""
+
+    group: str
+    label: int
+    n: int
+    auc_clean: float
+    auc_validator: float | None
+    mcc_clean: float
+    mcc_validator: float | None
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """LOSO figures of one candidate and head; ``loso=False`` marks a reference (no training)."""
+
+    candidate: str
+    head: str
+    loso: bool
+    views: int
+    folds: int
+    fake_groups: tuple[GroupScore, ...]
+    real_groups: tuple[GroupScore, ...]
+    seconds: float
+
+    def summary(self, which: str = "fake_groups") -> dict[str, float | None]:
+        rows = getattr(self, which)
+        out: dict[str, float | None] = {}
+        for key in ("auc_clean", "auc_validator", "mcc_clean", "mcc_validator"):
+            vals = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+            out[f"{key}_mean"] = float(np.mean(vals)) if vals else None
+            out[f"{key}_worst"] = float(np.min(vals)) if vals else None
+        return out
+
+
+def _auc_mcc(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    return float(roc_auc_score(y, s)), float(matthews_corrcoef(y, p >= 0.5))
+
+
+def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], head: str | Callable | None,
+             *, candidate: str = "", real_folds: int = DEFAULT_REAL_FOLDS, fit_groups: bool = True
+             ) -> CandidateResult:
+    """LOSO figures of one candidate (see the module docstring).
+
+    Args:
+        features: ``(N, K, D)``; view 0 clean, 1..K-1 validator-style.
+        labels: ``(N,)`` 0 real, 1 fake.
+        groups: ``(N,)`` source group of each item.
+        head: a name in :data:`HEADS`, a factory returning an sklearn-style classifier, or ``None``: no
+            training, ``features[..., 0]`` is the score (a logit; P = sigmoid) — the reference row.
+        fit_groups: pass training groups to ``fit`` as ``groups=`` when the head takes them (inner CV).
+
+    Returns:
+        Per-group AUC/MCC for fake and real groups.
+    """
+    t0 = time.perf_counter()
+    features = np.asarray(features, dtype=np.float32)
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups).astype(str)
+    n, k, _ = features.shape
+    folds = make_folds(labels, groups, real_folds)
+    factory = HEADS[head] if isinstance(head, str) else head
+    # pairs[(fake group, real group)][view set] = (auc, mcc); weights from group sizes.
+    pairs: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    for fold in folds:
+        held = np.isin(groups, list(fold.held_out))
+        test = held & ((groups == fold.fake_group) | np.isin(groups, list(fold.real_groups)))
+        if factory is None:
+            model = None
+        else:
+            train = ~held
+            x = features[train].reshape(-1, features.shape[-1])  # (items x K) rows, item-major
+            y = np.repeat(labels[train], k)
+            model = factory()
+            if fit_groups and hasattr(model, "cv"):
+                model.fit(x, y, groups=np.repeat(groups[train], k))
+            else:
+                model.fit(x, y)
+        for view_set, views in (("clean", [0]), ("validator", list(range(1, k)))):
+            if not views:
+                continue
+            xt = features[test][:, views].reshape(-1, features.shape[-1])
+            yt = np.repeat(labels[test], len(views))
+            gt = np.repeat(groups[test], len(views))
+            if model is None:
+                s = xt[:, 0]
+                p = 1.0 / (1.0 + np.exp(-s))
+            else:
+                s, p = _scores(model, xt)
+            for real in fold.real_groups:
+                sel = (gt == fold.fake_group) | (gt == real)
+                pairs.setdefault((fold.fake_group, real), {})[view_set] = _auc_mcc(yt[sel], s[sel], p[sel])
+    size = {g: int((groups == g).sum()) for g in np.unique(groups)}
+    label_of = {g: int(labels[groups == g][0]) for g in size}
+
+    def score(g: str, side: int) -> GroupScore:
+        mine = {(f, r): v for (f, r), v in pairs.items() if (f if side == 1 else r) == g}
+        other = {key: size[key[0] if side == 0 else key[1]] for key in mine}
+        w = np.array([other[key] for key in mine], dtype=float)
+
+        def avg(view_set: str, idx: int) -> float | None:
+            vals = [v[view_set][idx] for v in mine.values() if view_set in v]
+            return float(np.average(vals, weights=w)) if vals else None
+
+        return GroupScore(g, side, size[g], avg("clean", 0), avg("validator", 0), avg("clean", 1),
+                          avg("validator", 1))
+
+    fakes = tuple(score(g, 1) for g in sorted(size) if label_of[g] == 1)
+    reals = tuple(score(g, 0) for g in sorted(size) if label_of[g] == 0)
+    name = head if isinstance(head, str) else ("reference" if head is None else getattr(head, "__name__", "head"))
+    return CandidateResult(candidate, name, head is not None, k, len(folds), fakes, reals,
+                           time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- report
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def markdown_table(results: Sequence[CandidateResult]) -> str:
+    """One row per candidate x head: fake-group AUC mean / worst, validator-style first."""
+    lines = ["| candidate | head | K | validator AUC mean | validator AUC worst | clean AUC mean | "
+             "clean AUC worst | validator MCC mean | real-group val. AUC worst | fit s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s, sr = r.summary(), r.summary("real_groups")
+        name = r.candidate if r.loso else f"{r.candidate} (reference, NOT LOSO: trained on all sources)"
+        lines.append(f"| {name} | {r.head} | {r.views} | {_f(s['auc_validator_mean'])} | "
+                     f"{_f(s['auc_validator_worst'])} | {_f(s['auc_clean_mean'])} | {_f(s['auc_clean_worst'])} | "
+                     f"{_f(s['mcc_validator_mean'])} | {_f(sr['auc_validator_worst'])} | {r.seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def group_table(result: CandidateResult) -> str:
+    """Per-group AUCs of one candidate (fake groups, then real groups)."""
+    lines = [f"Per-group AUC, {result.candidate} / {result.head}",
+             "", "| group | label | n | validator AUC | clean AUC | validator MCC |", "|---|---|---|---|---|---|"]
+    for g in (*result.fake_groups, *result.real_groups):
+        lines.append(f"| {g.group} | {'fake' if g.label else 'real'} | {g.n} | {_f(g.auc_validator)} | "
+                     f"{_f(g.auc_clean)} | {_f(g.mcc_validator)} |")
+    return "\n".join(lines)
+
+
+def _write_results(out: Path, results: Sequence[CandidateResult], real_folds: int) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"date": date.today().isoformat(), "real_folds": real_folds,
+                               "results": [dict(asdict(r), summary=r.summary(),
+                                                real_summary=r.summary("real_groups")) for r in results]},
+                              indent=2) + "\n")
+    tmp.replace(out)
+
+
+def _read_results(out: Path, real_folds: int) -> list[CandidateResult]:
+    """Rows of an earlier report with the same fold count (for ``--resume``)."""
+    if not out.is_file():
+        return []
+    report = json.loads(out.read_text())
+    if report.get("real_folds") != real_folds:
+        logger.warning("%s has real_folds=%s, not %d: not resumed", out, report.get("real_folds"), real_folds)
+        return []
+    rows = []
+    for r in report["results"]:
+        fields = {k: v for k, v in r.items() if k not in ("summary", "real_summary")}
+        fields["fake_groups"] = tuple(GroupScore(**g) for g in fields["fake_groups"])
+        fields["real_groups"] = tuple(GroupScore(**g) for g in fields["real_groups"])
+        rows.append(CandidateResult(**fields))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vidfake.training.features import CANDIDATES, DEFAULT_CACHE
+
+    p = argparse.ArgumentParser(prog="python -m vidfake.training.loso", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.environ.get("VIDFAKE_DATA", "../shared/data"),
+                   help="folder with manifest.csv (default: %(default)s)")
+    p.add_argument("--candidate", action="append", choices=sorted(CANDIDATES),
+                   help="feature candidate (repeatable; default: every cached one)")
+    p.add_argument("--head", action="append", choices=sorted(HEADS), help="head (repeatable; default: logreg, mlp)")
+    p.add_argument("--real-folds", type=int, default=DEFAULT_REAL_FOLDS,
+                   help="folds the real groups are dealt into (default: %(default)s)")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="feature cache root (default: %(default)s)")
+    p.add_argument("--out", default=None, help="JSON report (default: runs/loso_images_<date>.json)")
+    p.add_argument("--resume", action="store_true", help="keep rows already in --out, run the others")
+    p.add_argument("--per-group", action="append", default=[], metavar="CANDIDATE:HEAD",
+                   help="also print per-group AUCs of this candidate and head")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from threadpoolctl import threadpool_limits
+
+    from vidfake.training.data import read_manifest
+    from vidfake.training.features import load_features
+    from vidfake.training.groups import assign_groups
+
+    items = read_manifest(args.data, kind="image")
+    groups = assign_groups(items)
+    labels = np.array([i.label for i in items])
+    heads = args.head or ["logreg", "mlp"]
+    out = Path(args.out or f"runs/loso_images_{date.today().isoformat()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = _read_results(out, args.real_folds) if args.resume else []
+    done = {(r.candidate, r.head) for r in results}
+    with threadpool_limits(1):  # one core stays free for the others on a 2-core machine
+        for cand in args.candidate or list(CANDIDATES):
+            todo = [h for h in ([None] if cand == "shipped_detector" else heads)
+                    if (cand, h or "reference") not in done]
+            if not todo:
+                continue
+            try:
+                x = load_features(items, cand, root=args.cache)
+            except KeyError as e:
+                logger.warning("skipping %s: %s", cand, e)
+                continue
+            for head in todo:
+                r = evaluate(x, labels, groups, head, candidate=cand, real_folds=args.real_folds)
+                logger.info("%s / %s: %s (%.0f s)", cand, r.head, r.summary(), r.seconds)
+                results.append(r)
+                _write_results(out, results, args.real_folds)  # after each row: a killed run resumes
+    _write_results(out, results, args.real_folds)
+    print(markdown_table(results))
+    for spec in args.per_group:
+        cand, _, head = spec.partition(":")
+        for r in results:
+            if r.candidate == cand and r.head == (head or r.head):
+                print()
+                print(group_table(r))
+    logger.info("report: %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
