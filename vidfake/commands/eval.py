@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.json", help="write the full report here")
     p.add_argument("--roc", default=None, metavar="FILE.png", help="write ROC curves here")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--holdout", choices=("source",), default=None,
+                   help="leave-one-source-out instead of the split: every generator family and kind of real "
+                        "source held out in turn, heads retrained on cached features (images: "
+                        "vidfake.training.loso; --kind video: the scene videos, vidfake.training.scene). "
+                        "Arguments after -- go to that module (e.g. -- --candidate lite0_patches --head logreg)")
     return p
 
 
@@ -54,7 +59,12 @@ def load_eval_items(data: str, split: str, kind: str, max_items: int | None):
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
+    argv, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     args = parser.parse_args(argv)
+    if args.holdout:
+        return _holdout(parser, args, extra)
+    if extra:
+        parser.error(f"arguments after -- are only for --holdout: {extra}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root = Path(args.data)
     if not root.is_dir():
@@ -79,6 +89,20 @@ def main(argv: list[str]) -> int:
         Path(args.out).write_text(text + "\n")
     print(format_report(report))
     return 0
+
+
+def _holdout(parser: argparse.ArgumentParser, args, extra: list[str]) -> int:
+    """LOSO is a training protocol (a head per held-out group), not a pass of the shipped detector."""
+    if args.package or args.kind == "both":
+        parser.error("--holdout source takes --kind image or --kind video (scene videos), and no --package")
+    forwarded = ["--data", args.data, *(["--out", args.out] if args.out else []), *extra]
+    if args.kind == "image":
+        from vidfake.training import loso
+
+        return loso.main(forwarded)
+    from vidfake.training import scene
+
+    return scene.main(forwarded)
 
 
 def _evaluate_detector(args, items) -> dict:
