@@ -2,7 +2,8 @@
 
 Rows (targets on a quiet 2-core machine, issue 3): a 256x256 subnet image (< 100 ms), a 129-frame
 256x256 wire video (base85+zlib JPEG frames, decoded as the miner does; < 3 s), a 10 s 720p h264 clip
-(< 5 s). These media are made from the project's own sample (samples/real_face.mp4). Real footage
+(< 5 s). These media are made from the project's own sample (samples/real_face.mp4). Scene path
+(issue 15: < 1.5 s and < 3 s): the same wire video and 10 s 720p clip of drifting shapes, no face. Real footage
 (issue 13, < 5 s): a 10 s 720p clip with two real people side by side, and one with a cut from one
 person to another, built at run time from ``../shared/data`` dev clips (``benchmarks/footage.py``;
 skipped, with the reason, where the data is absent).
@@ -43,6 +44,25 @@ def _sample_frames(n: int, size: tuple[int, int]) -> np.ndarray:
         frames = v.get_frames(list(range(v.num_frames)))
     idx = np.arange(n) % len(frames)
     return np.stack([cv2.resize(frames[i], size, interpolation=cv2.INTER_LINEAR) for i in idx])
+
+
+def _scene_frames(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """``n`` faceless frames (w, h): soft coloured shapes drifting over a gradient, like a generated scene."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xs / w * 180 + 40, ys / h * 120 + 60, (xs + ys) / (w + h) * 90 + 80], -1)
+    shapes = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.15) * w, rng.uniform(-3, 3, 2),
+               rng.uniform(0, 255, 3)) for _ in range(5)]
+    frames = np.empty((n, h, w, 3), np.uint8)
+    for k in range(n):
+        f = base.copy()
+        for x, y, r, v, c in shapes:
+            cv2.circle(f, (int(x + v[0] * k) % w, int(y + v[1] * k) % h), int(r), c.tolist(), -1, cv2.LINE_AA)
+        frames[k] = np.clip(cv2.GaussianBlur(f, (0, 0), 1.5), 0, 255).astype(np.uint8)
+    return frames
 
 
 def _time(fn, runs: int) -> dict:
@@ -86,10 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     rows["image 256 (wire b64)"] = _time(lambda: det.detect(decode_image_b64(image_b64), source="img"), args.runs)
     rows["video 129x256 (wire b85)"] = _time(
         lambda: det.detect(decode_video_b85(wire).frames, kind="video", source="wire"), args.runs)
+    scene_wire = encode_video_b85(_scene_frames(129, (256, 256)), quality=75)
+    rows["scene 129x256 (wire b85)"] = _time(
+        lambda: det.detect(decode_video_b85(scene_wire).frames, kind="video", source="scene"), args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip720.mp4"
         write_video(clip, _sample_frames(250, (1280, 720)), fps=25.0, lossless=False)
         rows["10 s 720p h264 clip"] = _time(lambda: det.detect(clip), args.runs)
+        scene = Path(tmp) / "scene720.mp4"
+        write_video(scene, _scene_frames(250, (1280, 720)), fps=25.0, lossless=False)
+        rows["10 s 720p scene clip"] = _time(lambda: det.detect(scene), args.runs)
         import footage
 
         if footage.available():

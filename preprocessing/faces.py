@@ -505,8 +505,25 @@ class FaceTracker:
             raise ValueError(f"detect_image: expected an (H, W, 3) image, got shape {image.shape}")
         return self.track(image[None])
 
+    def count_faces(self, frames: np.ndarray) -> np.ndarray:
+        """Faces the detectors find in each frame, without landmarks or tracking (a cheap probe).
+
+        Args:
+            frames: ``(T, H, W, 3)`` uint8 RGB [0, 255].
+
+        Returns:
+            ``(T,)`` int64 counts.
+        """
+        frames = _check_frames(frames, "count_faces")
+        graphs = self._acquire()
+        try:
+            return np.array([len(_detect(graphs, np.ascontiguousarray(f))) for f in frames], dtype=np.int64)
+        finally:
+            self._free.put(graphs)
+
     def track(
-        self, frames: np.ndarray, frame_indices: Sequence[int] | np.ndarray | None = None
+        self, frames: np.ndarray, frame_indices: Sequence[int] | np.ndarray | None = None, *,
+        rows: Sequence[int] | np.ndarray | None = None,
     ) -> list[FaceTrack]:
         """Find and follow every face through ``frames``.
 
@@ -517,6 +534,8 @@ class FaceTracker:
                 ``0..T-1``). Frames whose indices differ by 1 are treated as consecutive (landmarks
                 tracked from the previous frame); any larger step is a gap (faces detected again and
                 associated by position).
+            rows: track only these rows of ``frames`` (``frame_indices`` then has one index per row):
+                a subset of decoded frames without copying them (a 720p clip's frames are 250 MB).
 
         Returns:
             One track per person, at most ``max_faces``: fragments of one face that never appear
@@ -529,16 +548,19 @@ class FaceTracker:
             BackendUnavailableError: mediapipe (with its legacy solutions) is not installed.
         """
         frames = _check_frames(frames, "track")
-        indices = _check_indices(frame_indices, len(frames))
+        rows = np.arange(len(frames)) if rows is None else np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= len(frames):
+            raise ValueError(f"track: rows must index the {len(frames)} frames, got {rows.tolist()[:10]}")
+        indices = _check_indices(frame_indices, len(rows))
         pieces = [piece for run in _runs(indices) for piece in _cut(*run, self.max_run)]
         if self.workers == 1 or len(pieces) == 1:
-            results = [self._run_piece(frames, indices, piece) for piece in pieces]
+            results = [self._run_piece(frames, rows, indices, piece) for piece in pieces]
         else:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, "vidfake-faces")
             # Longest first, so the last piece to finish is a short one.
             order = sorted(range(len(pieces)), key=lambda k: pieces[k][0] - pieces[k][1])
-            futures = {k: self._pool.submit(self._run_piece, frames, indices, pieces[k]) for k in order}
+            futures = {k: self._pool.submit(self._run_piece, frames, rows, indices, pieces[k]) for k in order}
             results = [futures[k].result() for k in range(len(pieces))]
         calls = Counter()
         for _, counts in results:
@@ -565,23 +587,23 @@ class FaceTracker:
         ]
 
     def _run_piece(
-        self, frames: np.ndarray, indices: np.ndarray, piece: tuple[int, int]
+        self, frames: np.ndarray, rows: np.ndarray, indices: np.ndarray, piece: tuple[int, int]
     ) -> tuple[list[_TrackState], Counter]:
         graphs = self._acquire()
         try:
-            return self._track_piece(graphs, frames, indices, *piece)
+            return self._track_piece(graphs, frames, rows, indices, *piece)
         finally:
             self._free.put(graphs)
 
     def _track_piece(
-        self, graphs: _Graphs, frames: np.ndarray, indices: np.ndarray, start: int, stop: int
+        self, graphs: _Graphs, frames: np.ndarray, rows: np.ndarray, indices: np.ndarray, start: int, stop: int
     ) -> tuple[list[_TrackState], Counter]:
         """Tracklets of the faces in rows ``start..stop-1`` (consecutive frames), and the graph calls made."""
         states: list[_TrackState] = []
         calls: Counter = Counter()
         last_detect: int | None = None
         for row in range(start, stop):
-            frame = np.ascontiguousarray(frames[row])
+            frame = np.ascontiguousarray(frames[rows[row]])
             index = int(indices[row])
             contiguous = row > start and index == indices[row - 1] + 1
             predicted = [st for st in states if contiguous and st.last_row == row - 1]

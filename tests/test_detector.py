@@ -195,3 +195,22 @@ def test_a_person_who_leaves_is_not_scored_where_absent(tiny):
     assert all(f.frame_index < 40 for f in res.frames if f.track == gone)
     assert all(c.end_frame < 40 for c in res.clips if c.track == gone)
     assert any(c.track == gone for c in res.clips if c.branch == "tall")
+
+
+def test_a_faceless_clip_takes_the_scene_path_without_tracking(monkeypatch):
+    """With the scene branch configured, a clip whose probe frames hold no face is scored by the scene
+    branch and the tracker never runs; the face branches say why they did not."""
+    from vidfake.branches import BRANCHES
+    from vidfake.detector import PROBE_FRAMES, Detector
+
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(60, 200, (1, 96, 128, 3), dtype=np.uint8), 40, axis=0)
+    frames[:, :, :] = np.roll(frames, 3, axis=2)
+    with Detector.from_pretrained("tiny", branches=(*BRANCHES, "scene"), face_workers=1) as det:
+        monkeypatch.setattr(det.tracker, "track", lambda *a, **k: pytest.fail("tracked a faceless clip"))
+        res = det.detect(frames, kind="video", source="scene.mp4")
+    assert res.branch("scene").status == "ok" and 0.0 <= res.branch("scene").probability <= 1.0
+    assert all(res.branch(b).status == "skipped: no usable face (scene path)" for b in BRANCHES)
+    assert res.branch("scene").weight == 1.0 and res.faces_found == 0
+    assert any(f"no face in {PROBE_FRAMES} evenly spread frames" in w for w in res.warnings)
+    assert [c.branch for c in res.clips] == ["scene"]

@@ -340,3 +340,20 @@ def test_passers_by_are_dropped_and_people_capped_at_max_faces(astronaut):
     with FaceTracker(max_faces=2, workers=1) as t:
         tracks = t.track(_canvas_with_faces(astronaut, 30, places))
     assert [int(tr.present.sum()) for tr in tracks] == [12, 8]
+
+
+def test_tracking_a_subset_of_rows_equals_tracking_a_copy(tracker, astronaut):
+    """``rows`` tracks part of the decoded frames in place (no copy of a 720p clip's frames)."""
+    frames = _moving(astronaut, 12)
+    rows = [0, 1, 2, 3, 8, 9, 10, 11]
+    indices = [0, 1, 2, 3, 20, 21, 22, 23]
+    (a,) = tracker.track(frames, indices, rows=rows)
+    (b,) = tracker.track(frames[rows], indices)
+    assert np.array_equal(a.landmarks, b.landmarks) and np.array_equal(a.present, b.present)
+    with pytest.raises(ValueError, match="rows"):
+        tracker.track(frames, [0], rows=[12])
+
+
+def test_count_faces_probe(tracker, astronaut):
+    blank = np.full((2, 512, 512, 3), 90, np.uint8)
+    assert tracker.count_faces(np.concatenate([astronaut[None], blank])).tolist() == [1, 0, 0]
