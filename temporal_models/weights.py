@@ -22,8 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidfake.errors import VidfakeError
-
 __all__ = [
     "ChecksumMismatchError",
     "LoadReport",
@@ -44,8 +42,11 @@ _TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
 
-class WeightsError(VidfakeError, RuntimeError):
+class WeightsError(RuntimeError):
     """Weights cannot be read, or do not fit the model they are loaded into.
+
+    A plain ``RuntimeError``: ``temporal_models`` imports nothing from ``preprocessing`` or the rest of
+    ``vidfake`` (not even the error bases), so the networks and their weights load anywhere torch does.
 
     Args:
         source: printable name of the weights (path, hub id, ``"<state dict>"``).

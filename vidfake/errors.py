@@ -1,15 +1,15 @@
-"""The base classes of vidfake's own errors, shared by every layer.
+"""The base classes of vidfake's own errors.
 
 Why a module of its own, at the top of the package: data flows one way (``preprocessing`` ->
-``temporal_models`` -> ``vidfake``), and ``temporal_models`` must not import ``preprocessing`` (nor the
-other way round), yet both raise errors a caller wants to catch as one family (``except VidfakeError``).
-The bases therefore live in neither layer. ``vidfake/__init__.py``, which importing this module runs
-first, is light by design (``os`` only; the detector loads on first attribute access), so
-``vidfake.errors`` may be imported from any layer without pulling an upper one in. It imports nothing
-from vidfake itself; keep it that way.
+``temporal_models`` -> ``vidfake``); the media errors of ``preprocessing`` and the errors of the
+application layer (configs, packages) share these bases, which therefore live in no layer.
+``vidfake/__init__.py``, which importing this module runs first, is light by design (``os`` only; the
+detector loads on first attribute access), so ``preprocessing`` may import ``vidfake.errors`` without
+pulling an upper layer in. It imports nothing from vidfake itself; keep it that way. ``temporal_models``
+imports nothing from vidfake at all: its ``WeightsError`` is a plain ``RuntimeError``.
 
 The media errors (``MediaError`` and its subclasses) stay in :mod:`vidfake.preprocessing.errors`, which
-re-exports these bases, and the weights errors in :mod:`vidfake.temporal_models.weights`.
+re-exports these bases.
 """
 
 from __future__ import annotations
