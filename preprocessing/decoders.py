@@ -103,6 +103,8 @@ class VideoInfo:
         backend: ``"decord"``, ``"pyav"`` or ``"array"``.
         codec: codec name (``"h264"``, ``"vp9"``, ...), ``None`` for in-memory frames.
         native_width, native_height: upright size at full resolution (before ``max_side``).
+        fps_known: False when the frames came with no rate (in-memory frames such as wire payloads):
+            ``fps`` is then only the rate used to give them times.
     """
 
     num_frames: int
@@ -115,6 +117,7 @@ class VideoInfo:
     codec: str | None = None
     native_width: int = 0
     native_height: int = 0
+    fps_known: bool = True
 
 
 class VideoDecoder(ABC):
@@ -238,7 +241,8 @@ class ArrayDecoder(VideoDecoder):
 
     Args:
         frames: ``(T, H, W, 3) uint8 [0, 255]`` RGB, ``T >= 1``; not copied.
-        fps: frame rate used for times (in-memory frames carry none).
+        fps: frame rate of the frames; ``None`` when unknown (in-memory frames carry none): 25 is then
+            used for times and ``info.fps_known`` is False.
         source: printable name.
         max_side: when set, frames are resized (OpenCV area interpolation) so the longer side is at
             most this many pixels.
@@ -248,7 +252,7 @@ class ArrayDecoder(VideoDecoder):
     def __init__(
         self,
         frames: np.ndarray,
-        fps: float = 25.0,
+        fps: float | None = None,
         source: str = "<array>",
         *,
         max_side: int | None = None,
@@ -264,6 +268,8 @@ class ArrayDecoder(VideoDecoder):
         if frames.shape[0] == 0:
             raise DecodeError(source, "no frames (T = 0)")
         limits.check_frame_size(source, frames.shape[2], frames.shape[1])
+        fps_known = fps is not None
+        fps = 25.0 if fps is None else fps
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"{source}: fps must be positive, got {fps}")
         t, h, w = frames.shape[:3]
@@ -274,7 +280,7 @@ class ArrayDecoder(VideoDecoder):
                 raise ValueError(f"{source}: need {t} timestamps, got shape {timestamps.shape}")
             timestamps = timestamps - timestamps[0]
         duration = float(timestamps[-1] + 1.0 / fps) if timestamps is not None else t / fps
-        info = VideoInfo(t, float(fps), duration, out_w, out_h, 0, "array", None, w, h)
+        info = VideoInfo(t, float(fps), duration, out_w, out_h, 0, "array", None, w, h, fps_known)
         super().__init__(source, info, limits)
         self._frames = frames
         self._timestamps = timestamps

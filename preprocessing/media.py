@@ -126,7 +126,7 @@ def open_media(
     backend: Backend | str = "auto",
     max_side: int | None = None,
     limits: MediaLimits | None = None,
-    fps: float = 25.0,
+    fps: float | None = None,
 ) -> Media:
     """Open any supported input as an image or a video.
 
@@ -138,7 +138,8 @@ def open_media(
         backend: video backend, see :func:`~vidfake.preprocessing.decoders.open_video`.
         max_side: video only: decode at reduced size so the longer side is at most this.
         limits: resource bounds.
-        fps: frame rate given to a ``(T, H, W, 3)`` array (arrays carry none).
+        fps: frame rate of a ``(T, H, W, 3)`` array (arrays carry none; ``None``: unknown, 25 is used
+            for times and ``video.info.fps_known`` is False).
 
     Raises:
         MediaNotFoundError: the path does not exist.

@@ -160,3 +160,14 @@ def test_every_scene_row_gets_a_group(shared_data):
     items, item_groups = scene_items(shared_data)
     assert set(item_groups) == set(SCENE_FAKE_GROUPS) | set(SCENE_REAL_GROUPS)
     assert all(g in SCENE_FAKE_GROUPS for i, g in zip(items, item_groups, strict=True) if i.label == 1)
+
+
+def test_frames_without_a_rate_are_taken_as_they_come():
+    """Wire payloads carry no frame rate (validators send 8-129 frames at 8-30 fps): the branch takes
+    them at its common rate instead of assuming 25 fps and thinning an 8-frame challenge to 2 frames."""
+    from vidfake.scene import SceneBranch, SceneConfig
+
+    b = SceneBranch(SceneConfig())
+    (span,) = b.plan(12, 1, fps=None).spans
+    assert span.indices == tuple(range(12))
+    assert b.plan(8, 1).spans[0].indices == tuple(range(8))

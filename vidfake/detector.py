@@ -505,7 +505,7 @@ class Detector:
 
     # ------------------------------------------------------------------ videos
     def _plans(self, n: int, requested: Sequence[str], num_clips: int, num_frames: int,
-               fps: float) -> dict[str, BranchPlan]:
+               fps: float | None) -> dict[str, BranchPlan]:
         """Per requested branch, the spans of an ``n``-frame stream it scores."""
         counts = {"image2d": num_frames, "tall": num_clips, "lip": self.config.lip_windows, "one": 1}
         plans = {}
@@ -533,7 +533,8 @@ class Detector:
     def _detect_video(self, video, source, threshold, timings, details, requested, num_clips, num_frames):
         n = video.num_frames
         fps = float(video.fps) if video.fps and math.isfinite(video.fps) and video.fps > 0 else 25.0
-        plans = self._plans(n, requested, num_clips, num_frames, fps)
+        known = getattr(video, "info", None) is None or getattr(video.info, "fps_known", True)
+        plans = self._plans(n, requested, num_clips, num_frames, fps if known else None)
         warnings = [p.warning for p in plans.values() if p.warning]
 
         t = time.perf_counter()

@@ -364,8 +364,8 @@ class _SceneModel:
 class SceneBranch(Branch):
     """Whole-frame scene detector for clips without a usable face track (see the module docstring).
 
-    :meth:`plan` takes the clip's frame rate (``fps``); without it, 25 fps is assumed (the detector's own
-    fallback), which spaces the frames wrongly for other rates.
+    :meth:`plan` takes the clip's frame rate (``fps``); without one (in-memory frames, wire payloads)
+    the frames are taken at the common rate, as they come.
     """
 
     name = "scene"
@@ -377,7 +377,9 @@ class SceneBranch(Branch):
         from vidfake.preprocessing.samplers import ClipSpan
 
         cfg = self.config
-        fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 25.0
+        # Unknown rate (in-memory frames, the subnet's wire payloads: 8-129 frames at 8-30 fps with no
+        # rate sent): the frames are taken as they come, at the common rate, as the gasbench export does.
+        fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else cfg.rate
         if num_frames < 1 or count < 1:
             return BranchPlan(())
         if fps < cfg.rate:  # slower than the common rate: every frame, none repeated
