@@ -54,6 +54,7 @@ __all__ = [
     "IMAGENET_LITE0_SHA256",
     "NPRResNet",
     "efficientnet_pytorch_to_timm_filter_fn",
+    "efficientnet_stage_maps",
     "imagenet_lite0_path",
     "load_imagenet_lite0",
     "npr_checkpoint_filter_fn",
@@ -168,6 +169,21 @@ def _keep_own_classifier(state: StateDict, model: nn.Module) -> StateDict:
     backbone = efficientnet_pytorch_to_timm_filter_fn(state, model)
     own_head = {k: v for k, v in model.state_dict().items() if k.startswith("classifier.")}
     return {**{k: v for k, v in backbone.items() if not k.startswith("classifier.")}, **own_head}
+
+
+def efficientnet_stage_maps(model: EfficientNet, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every stage's output of a timm EfficientNet, then the head convolution's (``bn2(conv_head)``).
+
+    The intermediates frozen-feature heads pool (multi-level statistics) and Grad-CAM differentiates;
+    ``x`` is a normalised ``(B, 3, H, W)`` batch.
+    """
+    y = model.bn1(model.conv_stem(x))
+    maps = []
+    for stage in model.blocks:
+        y = stage(y)
+        maps.append(y)
+    maps.append(model.bn2(model.conv_head(y)))
+    return maps
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:

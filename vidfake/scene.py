@@ -275,15 +275,9 @@ class Lite0Trunk:
             yield ((x - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
 
     def _maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every stage's output, then the head convolution's."""
-        m = self.model
-        y = m.bn1(m.conv_stem(x))
-        maps = []
-        for stage in m.blocks:
-            y = stage(y)
-            maps.append(y)
-        maps.append(m.bn2(m.conv_head(y)))
-        return maps
+        from vidfake.temporal_models.image2d import efficientnet_stage_maps
+
+        return efficientnet_stage_maps(self.model, x)
 
 
 def window_features(trunk: Lite0Trunk | None, frames: np.ndarray) -> dict[str, np.ndarray]:

@@ -180,14 +180,9 @@ class _Backbone:
 
     def stages(self, x):
         """``(B, 3, H, W)`` normalised -> list of stage maps, head last."""
-        m = self.model
-        x = m.bn1(m.conv_stem(x))
-        out = []
-        for stage in m.blocks:
-            x = stage(x)
-            out.append(x)
-        out.append(m.bn2(m.conv_head(x)))
-        return out
+        from vidfake.temporal_models.image2d import efficientnet_stage_maps
+
+        return efficientnet_stage_maps(self.model, x)
 
     def pooled(self, x) -> dict[str, np.ndarray]:
         """``last``: mean of the head map; ``multi``: mean and std of every stage map, concatenated."""
