@@ -261,7 +261,8 @@ def _distort(rgb01: np.ndarray, p: SubnetAugParams, rng: np.random.Generator) ->
     return x
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_roundtrip(frame: np.ndarray, quality: int) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB encoded as a PIL JPEG at ``quality`` and decoded back."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -302,5 +303,5 @@ def apply_subnet_aug(frames: np.ndarray, params: SubnetAugParams) -> np.ndarray:
                 if params.level >= 2:
                     frame = _distort(frame, params, np.random.default_rng([params.noise_seed, t]))
                 out.append((frame * 255).astype(np.uint8))  # ToPILImage truncates: mul(255).byte()
-    result = np.stack([_jpeg(f, params.jpeg_quality) for f in out])
+    result = np.stack([jpeg_roundtrip(f, params.jpeg_quality) for f in out])
     return result[0] if single else result

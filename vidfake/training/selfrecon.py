@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidfake.training.augment import SubnetAugParams, apply_subnet_aug, sample_subnet_aug
+from vidfake.training.augment import SubnetAugParams, apply_subnet_aug, jpeg_roundtrip, sample_subnet_aug
 from vidfake.training.data import MediaItem
 
 logger = logging.getLogger(__name__)
@@ -219,14 +218,17 @@ def _load(path: Path) -> np.ndarray:
     return load_image(path)
 
 
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
+def _resume(path: Path, model, opt, state: dict, what: str) -> dict:
+    """Load a checkpoint written by the training loops into ``model`` and ``opt``; its ``state`` (or
+    ``state`` unchanged when there is no checkpoint yet)."""
+    if not path.exists():
+        return state
+    # This module's own checkpoints under cache/ (their state holds numpy scalars), never a download.
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    logger.info("resumed %s at step %d, %.0f s", what, ck["state"]["step"], ck["state"]["elapsed"])
+    return ck["state"]
 
 
 def _random_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -255,12 +257,7 @@ def train_ae(train: Sequence[np.ndarray], holdout: Sequence[np.ndarray], out: Pa
     ae = SelfReconAE()
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     state = {"step": 0, "elapsed": 0.0, "log": []}
-    if out.exists():
-        ck = torch.load(out, map_location="cpu", weights_only=False)
-        ae.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        state = ck["state"]
-        logger.info("resumed AE at step %d, %.0f s", state["step"], state["elapsed"])
+    state = _resume(out, ae, opt, state, "AE")
     train = [im for im in train if min(im.shape[:2]) >= CROP]
     rng = np.random.default_rng([seed, state["step"]])
     val = _to_tensor01(_random_crops([im for im in holdout if min(im.shape[:2]) >= CROP], 64, CROP,
@@ -329,14 +326,14 @@ def augment_pair(original: np.ndarray, recon: np.ndarray, aug: PairAug) -> tuple
     sides = []
     for im in (original, recon):
         if aug.pre_jpeg:
-            im = _jpeg(im, aug.pre_jpeg)
+            im = jpeg_roundtrip(im, aug.pre_jpeg)
         sides.append(apply_subnet_aug(im, aug.subnet))
     return sides[0], sides[1]
 
 
 def make_recon(ae: SelfReconAE, image: np.ndarray) -> np.ndarray:
     """The fake side of a pair: the AE's reconstruction, saved as JPEG 95 like every dev image."""
-    return _jpeg(reconstruct(ae, image), JPEG_RECON_QUALITY)
+    return jpeg_roundtrip(reconstruct(ae, image), JPEG_RECON_QUALITY)
 
 
 def build_pairs(ae: SelfReconAE, images: Sequence[np.ndarray], views: int, seed: int = 0) -> np.ndarray:
@@ -375,12 +372,7 @@ def train_detector(pairs: np.ndarray, out: Path, *, minutes: float, batch_pairs:
     model = make_detector().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     state = {"step": 0, "elapsed": 0.0, "log": []}
-    if out.exists():
-        ck = torch.load(out, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        state = ck["state"]
-        logger.info("resumed detector at step %d, %.0f s", state["step"], state["elapsed"])
+    state = _resume(out, model, opt, state, "detector")
     rng = np.random.default_rng([seed, state["step"]])
     n, v = pairs.shape[:2]
     budget = minutes * 60.0
