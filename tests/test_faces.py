@@ -354,6 +354,7 @@ def test_tracking_a_subset_of_rows_equals_tracking_a_copy(tracker, astronaut):
         tracker.track(frames, [0], rows=[12])
 
 
-def test_count_faces_probe(tracker, astronaut):
+def test_face_probe(tracker, astronaut):
     blank = np.full((2, 512, 512, 3), 90, np.uint8)
-    assert tracker.count_faces(np.concatenate([astronaut[None], blank])).tolist() == [1, 0, 0]
+    assert [tracker.has_face(f[None]) for f in np.concatenate([astronaut[None], blank])] == [True, False, False]
+    assert tracker.has_face(np.concatenate([blank, astronaut[None]])) and not tracker.has_face(blank)

@@ -453,8 +453,8 @@ class _NoFaces:
     def track(self, frames, frame_indices=None, *, rows=None):
         return []
 
-    def count_faces(self, frames):
-        return np.zeros(len(frames), np.int64)
+    def has_face(self, frames):
+        return False
 
     def close(self):
         pass

@@ -638,7 +638,7 @@ class Detector:
     def _faces_in_probe(self, frames: np.ndarray, rows: Sequence[int]) -> bool:
         """Whether the face detectors find a face in any of ``PROBE_FRAMES`` evenly spread ``rows``."""
         probe = [rows[int(k)] for k in np.unique(np.linspace(0, len(rows) - 1, PROBE_FRAMES).round())]
-        return bool(self.tracker.count_faces(frames[probe]).any())
+        return self.tracker.has_face(frames[probe])
 
     def _most_suspicious(self, outputs: dict[str, BranchOutput]) -> tuple[int, dict[str, float]]:
         """Fuse each person's branch scores and keep the most suspicious person: ``(track, logits)``.
