@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import csv
 import re
 from pathlib import Path
 
@@ -48,8 +49,12 @@ MANIFEST_CLASSES = {
 @pytest.mark.data
 def test_manifest_counts_match_readme(shared_data):
     # The data grows in batches: the README's "What is here" table is the reference, not a number here.
+    # The table counts manifest rows; a few files are listed once per commit they were crawled at, and
+    # read_manifest gives each file once.
+    rows = list(csv.DictReader((shared_data / "manifest.csv").open(newline="", encoding="utf-8")))
+    counts = collections.Counter((r["kind"], int(r["label"] == "fake")) for r in rows)
     items = read_manifest(shared_data)
-    counts = collections.Counter((it.kind, it.label) for it in items)
+    assert len(items) == len({r["path"] for r in rows}) and len({it.path for it in items}) == len(items)
     table = re.findall(r"^\| (video|image) \| (\d+) \| (\d+) \|", (shared_data / "README.md").read_text(), re.M)
     assert len(table) == 2, "the data README's table of counts has changed shape"
     expected = {}
@@ -82,7 +87,7 @@ def _expected_class(method: str, label: int) -> int:
 @pytest.mark.data
 def test_manifest_three_class_labels(shared_data, manifest_rows):
     items = read_manifest(shared_data)
-    assert len(items) == len(manifest_rows)
+    assert len(items) == len({r["path"] for r in manifest_rows})
     for it in items:
         assert it.class3 == _expected_class(it.method, it.label), it.method
         assert (it.class3 > 0) == (it.label == 1)
@@ -105,6 +110,11 @@ def test_manifest_errors_name_the_row(tmp_path):
     assert len(read_manifest(tmp_path, check_files=False)) == 2
     _write_manifest(tmp_path, ["a.png,fake,image,train,g1,mystery tool,x"])
     with pytest.raises(ManifestError, match="no three-class mapping"):
+        read_manifest(tmp_path)
+    _write_manifest(tmp_path, ["a.png,real,image,train,g1,none,x", "a.png,real,image,train,g1,none,y"])
+    assert len(read_manifest(tmp_path)) == 1  # one file listed twice alike: one item
+    _write_manifest(tmp_path, ["a.png,real,image,train,g1,none,x", "a.png,real,image,val,g1,none,x"])
+    with pytest.raises(ManifestError, match=r"manifest.csv:3.*also listed at .*manifest.csv:2"):
         read_manifest(tmp_path)
     (tmp_path / "manifest.csv").write_text("path,label\na.png,real\n")
     with pytest.raises(ManifestError, match="missing columns"):

@@ -99,11 +99,12 @@ def read_manifest(
         check_files: fail on a row whose file is missing (one ``stat`` per row).
 
     Returns:
-        Items in manifest order.
+        Items in manifest order, one per file: a row repeating a file listed earlier is dropped.
 
     Raises:
-        ManifestError: missing file or columns, an unknown label or kind, an empty path or group, or a
-            fake whose method has no three-class mapping; the error names the row.
+        ManifestError: missing file or columns, an unknown label or kind, an empty path or group, a
+            fake whose method has no three-class mapping, or a file listed twice with different labels,
+            kinds, splits or groups; the error names the row.
     """
     root = Path(root)
     manifest = root / "manifest.csv"
@@ -117,10 +118,27 @@ def read_manifest(
         if missing:
             raise ManifestError(str(manifest), f"missing columns {missing}; has {reader.fieldnames}")
         items = []
+        seen: dict[Path, tuple[MediaItem, str]] = {}
+        repeats = 0
         for row_no, row in enumerate(reader, start=2):  # line 1 is the header
-            item = _manifest_item(root, row, f"{manifest}:{row_no}", check_files)
+            where = f"{manifest}:{row_no}"
+            item = _manifest_item(root, row, where, check_files)
+            if item.path in seen:
+                # The third batch lists a few files once per commit they were crawled at: one file, one
+                # item (counted twice it would weigh double in training and in every metric).
+                first, first_where = seen[item.path]
+                if (first.label, first.kind, first.split, first.group) != (item.label, item.kind, item.split,
+                                                                           item.group):
+                    raise ManifestError(where, f"{item.path.name} is also listed at {first_where} with another "
+                                               "label, kind, split or group")
+                repeats += 1
+                continue
+            seen[item.path] = (item, where)
             if (kind is None or item.kind == kind) and (split is None or item.split == split):
                 items.append(item)
+    if repeats:
+        logger.info("%s: %d rows repeat a file listed earlier (same label, split and group); each file "
+                    "counted once", manifest, repeats)
     logger.info("%s: %d items (kind=%s, split=%s)", manifest, len(items), kind, split)
     return items
 
