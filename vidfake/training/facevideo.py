@@ -1,0 +1,452 @@
+"""Leave-one-source-out (LOSO) evaluation of face-video candidates on cached frozen face-crop features.
+
+The face videos of ``../shared/data`` come from three fake sources (DeepFaceLive face swaps, SadTalker /
+Linly-Talker talking heads, DreamTalk / MuseV diffusion portraits) and three kinds of real footage
+(DeepFaceLive source streams, talking-head footage, portrait driving videos). The val split holds out
+people, not sources: the shipped fusion scores 0.68 there and below chance on face videos from sources
+it never saw. This module gives face videos the LOSO table images have (:mod:`vidfake.training.loso`,
+whose protocol it reuses: every (fake group, real fold) pair gets a head that saw neither side).
+
+**Cache.** Each face video is decoded once (short side at most 720 px, as the evaluation's subnet
+challenges are) at :data:`RUNS` runs of :data:`RUN_LEN` consecutive frames spread over the clip (clips
+shorter than that give what they have). Every view of it is tracked with the project's
+:class:`~vidfake.preprocessing.faces.FaceTracker`, the main face is cropped as the detector crops it
+(the 2D branch's ``crop_scale`` and input size), and per frame two things are kept:
+
+- ``multi``: the frozen ImageNet EfficientNet-Lite0 multi-stage statistics (mean and std over space of
+  every stage: :mod:`vidfake.training.features`' ``multi`` block), float16;
+- ``shipped``: the shipped 2D detector's fake log-odds of the crop (a *reference*: it trained on every
+  source here).
+
+Views: view 0 is the clip as stored; views 1..K-1 are what a validator sends: one augmentation drawn
+per clip and view (:func:`vidfake.training.features.view_params`), applied to every frame, then the wire
+path's JPEG-75 encode and decode. For each *real* video the same is stored for a self-blended copy (SBI,
+:func:`vidfake.training.sbi.self_blend_clip`, one blend per clip drawn from the file name): the blend is
+made on the clean frames with their tracked landmarks, then goes through the same views as its real
+original. These are fakes that differ from their reals only by a blending boundary, so the head cannot
+learn a fake source's content.
+
+**Candidates** (:data:`CANDIDATES`; pooled over the frames of a view):
+
+- ``face_mean``: mean of ``multi`` over frames (appearance);
+- ``face_temporal``: mean, std over frames, and mean absolute change between consecutive frames of a run
+  (a temporal-inconsistency signal on frozen features: the cheap stand-in for TALL and the lip branch
+  on frozen features);
+- ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
+  (logs): what the format alone scores. Validator-style views carry none of it (256 x 256 frames
+  without a rate reach the miner), so those rows are constant and score 0.5;
+- ``shipped_image2d``: mean of ``shipped`` (reference, not LOSO).
+
+Training variants: ``labelled`` (the labelled fakes of the other sources), ``+sbi`` (those plus the
+self-blends of the training reals) and ``sbi_only`` (reals and their self-blends only, SBI's recipe:
+no labelled fake of any source is seen).
+
+    python -m vidfake.training.facevideo extract --data ../shared/data [--shard 0/2]
+    python -m vidfake.training.facevideo loso --data ../shared/data --out runs/loso_face_videos.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from vidfake.training.data import MediaItem
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "extract", "face_video_items",
+           "load", "pool", "run_frames"]
+
+FACE_FAKE_GROUPS = ("face swap (DeepFaceLive)", "talking head (SadTalker, Linly-Talker)",
+                    "diffusion talking head / portrait I2V (DreamTalk, MuseV)")
+FACE_REAL_GROUPS = ("DeepFaceLive source streams", "talking-head footage (DreamTalk, video-retalking, SadTalker)",
+                    "portrait driving videos (LivePortrait, first-order-model, AniPortrait)")
+RUNS = 4
+RUN_LEN = 4
+DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
+DEFAULT_CACHE = Path("cache/facevideo")
+CANDIDATES = ("face_mean", "face_temporal", "confound_format", "shipped_image2d")
+VARIANTS = ("labelled", "+sbi", "sbi_only")
+
+
+@dataclass(frozen=True)
+class FaceVideoRecipe:
+    """Everything the cached numbers depend on (hashed into the cache folder's name)."""
+
+    views: int = 3
+    seed: int = 0
+    runs: int = RUNS
+    run_len: int = RUN_LEN
+    max_side: int = DECODE_MAX_SIDE
+    wire_quality: int = 75
+
+    def key(self, crop_scale: float, input_size: int, lite0_sha: str, shipped_sha: str) -> str:
+        blob = json.dumps({"v": 1, **self.__dict__, "crop_scale": crop_scale, "input_size": input_size,
+                           "lite0": lite0_sha, "shipped": shipped_sha, "sbi": "self_blend_clip jitter 0"},
+                          sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def face_video_items(data: str | Path) -> tuple[list[MediaItem], list[str]]:
+    """The face videos of the manifest and their source groups.
+
+    Raises:
+        KeyError: a group named here is no longer a rule of :mod:`vidfake.training.groups`.
+    """
+    from vidfake.training.data import read_manifest
+    from vidfake.training.groups import RULES, assign_groups
+
+    names = {r.name for r in RULES if r.kind == "video"}
+    missing = [g for g in (*FACE_FAKE_GROUPS, *FACE_REAL_GROUPS) if g not in names]
+    if missing:
+        raise KeyError(f"face-video groups missing from vidfake.training.groups.RULES: {missing}")
+    items = read_manifest(data, kind="video")
+    groups = assign_groups(items)
+    keep = [k for k, g in enumerate(groups) if g in FACE_FAKE_GROUPS or g in FACE_REAL_GROUPS]
+    return [items[k] for k in keep], [groups[k] for k in keep]
+
+
+def run_frames(num_frames: int, runs: int = RUNS, run_len: int = RUN_LEN) -> tuple[np.ndarray, np.ndarray]:
+    """``runs`` runs of ``run_len`` consecutive frame indices spread evenly over a clip, and each index's
+    run; a clip shorter than ``runs * run_len`` frames gives each frame once, in runs of ``run_len``."""
+    if num_frames < 1:
+        raise ValueError("a clip without frames")
+    if num_frames <= runs * run_len:
+        idx = np.arange(num_frames)
+        return idx, idx // run_len
+    starts = np.linspace(0, num_frames - run_len, runs).round().astype(int)
+    idx = np.concatenate([np.arange(s, s + run_len) for s in starts])
+    return idx, np.repeat(np.arange(runs), run_len)
+
+
+def _wire(frames: np.ndarray, quality: int) -> np.ndarray:
+    from vidfake.preprocessing.wire import decode_video_b85, encode_video_b85
+
+    return decode_video_b85(encode_video_b85(frames, quality=quality)).frames
+
+
+def _name_rng(name: str, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([int(hashlib.sha1(name.encode()).hexdigest()[:12], 16), *salt])
+
+
+class _Scorer:
+    """Tracker, frozen Lite0 and the shipped 2D branch, built once per extraction run."""
+
+    def __init__(self, features: bool = True):
+        from vidfake.detector import Detector
+        from vidfake.preprocessing.faces import FaceTracker
+        from vidfake.training.features import _lite0_backbone
+
+        self.tracker = FaceTracker(max_faces=2)
+        self.lite0 = _lite0_backbone() if features else None
+        self.image2d = Detector().branches["image2d"]  # its network loads on first use only
+        self.crop_scale = float(self.image2d.crop_scale)
+        self.size = int(self.image2d.input_size)
+
+    def track(self, frames: np.ndarray, idx: np.ndarray):
+        """The main face track, or where no face is found (the validators' crop or blur can lose it),
+        the centre square of every frame with ``present`` False: what the 2D branch scores then."""
+        tracks = self.tracker.track(frames, idx)
+        if tracks:
+            return tracks[0]
+        h, w = frames.shape[1:3]
+        side = min(h, w) / self.crop_scale
+        box = np.array([(w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2], np.float32)
+        return SimpleNamespace(boxes=np.repeat(box[None], len(frames), 0), landmarks=None,
+                               present=np.zeros(len(frames), bool))
+
+    def features(self, frames: np.ndarray, track) -> dict[str, np.ndarray]:
+        from vidfake.preprocessing.faces import crop_faces
+        from vidfake.training.features import _to_input
+
+        crops = crop_faces(frames, track.boxes, scale=self.crop_scale, size=self.size).images
+        multi = self.lite0.pooled(_to_input(crops))["multi"].astype(np.float16)
+        shipped = self.image2d.fake_logits(self.image2d.batch(crops)).astype(np.float32)
+        return {"multi": multi, "shipped": shipped, "present": track.present.astype(bool)}
+
+
+def _views(frames: np.ndarray, name: str, recipe: FaceVideoRecipe) -> list[np.ndarray]:
+    from vidfake.training.augment import apply_subnet_aug
+    from vidfake.training.features import ViewSpec, view_params
+
+    spec = ViewSpec(recipe.views, recipe.seed)
+    return [frames, *(_wire(apply_subnet_aug(frames, view_params(name, v, spec)), recipe.wire_quality)
+                      for v in range(1, recipe.views))]
+
+
+def extract_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe) -> dict[str, np.ndarray]:
+    """Per-view, per-frame features of one video (and of its self-blend when it is real).
+
+    ``present`` records per view and frame whether a face was found; a view where none was found is
+    scored on centre squares, as the 2D branch scores a clip without a face.
+
+    Raises:
+        ValueError: no face in the clean frames (the caller records it; the item is left out).
+    """
+    from vidfake.preprocessing.decoders import open_video
+    from vidfake.training.features import item_id
+    from vidfake.training.sbi import self_blend_clip
+
+    name = item_id(item.path)
+    with open_video(item.path, max_side=recipe.max_side) as video:
+        idx, run = run_frames(video.num_frames, recipe.runs, recipe.run_len)
+        frames = video.get_frames(idx.tolist())
+    out: dict[str, list] = {}
+    clean_track = None
+    for v, view in enumerate(_views(frames, name, recipe)):
+        track = scorer.track(view, idx)
+        if v == 0:
+            if not track.present.any():
+                raise ValueError(f"{item.path}: no face found in the clean frames")
+            clean_track = track
+        for key, val in scorer.features(view, track).items():
+            out.setdefault(key, []).append(val)
+    if item.label == 0:
+        blended, _ = self_blend_clip(frames, clean_track.landmarks, _name_rng(name, recipe.seed, 7), jitter=0.0)
+        for view in _views(blended, name, recipe):
+            track = scorer.track(view, idx)
+            for key, val in scorer.features(view, track).items():
+                out.setdefault(f"sbi_{key}", []).append(val)
+    arrays = {k: np.stack(v) for k, v in out.items()}
+    arrays["run"] = run.astype(np.int16)
+    return arrays
+
+
+WIDE_SCALE = 2.0  # SBI blends inside twice the landmarks' box: the training crops keep that context
+WIDE_SIZE = 320
+
+
+def crop_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe) -> dict[str, np.ndarray]:
+    """The face crops a fine-tuned 2D model is trained and scored on, for the same frames and views as
+    :func:`extract_one`: ``crops (K, T, S, S, 3)`` as the 2D branch crops them, ``present (K, T)``, and
+    for the clean view ``wide (T, 320, 320, 3)`` crops at :data:`WIDE_SCALE` with ``wide_landmarks
+    (T, 478, 2)`` in their pixel coordinates (for self-blending at training time)."""
+    from vidfake.preprocessing.decoders import open_video
+    from vidfake.preprocessing.faces import crop_faces
+    from vidfake.training.features import item_id
+
+    name = item_id(item.path)
+    with open_video(item.path, max_side=recipe.max_side) as video:
+        idx, run = run_frames(video.num_frames, recipe.runs, recipe.run_len)
+        frames = video.get_frames(idx.tolist())
+    crops, present = [], []
+    out: dict[str, np.ndarray] = {}
+    for v, view in enumerate(_views(frames, name, recipe)):
+        track = scorer.track(view, idx)
+        if v == 0:
+            if not track.present.any():
+                raise ValueError(f"{item.path}: no face found in the clean frames")
+            wide = crop_faces(view, track.boxes, scale=WIDE_SCALE, size=WIDE_SIZE)
+            side = (wide.boxes[:, 2] - wide.boxes[:, 0]).astype(np.float32)
+            lm = (track.landmarks - wide.boxes[:, None, :2].astype(np.float32)) * (WIDE_SIZE / side)[:, None, None]
+            out["wide"], out["wide_landmarks"] = wide.images, lm.astype(np.float32)
+        crops.append(crop_faces(view, track.boxes, scale=scorer.crop_scale, size=scorer.size).images)
+        present.append(track.present.astype(bool))
+    out.update(crops=np.stack(crops), present=np.stack(present), run=run.astype(np.int16))
+    return out
+
+
+def _cache_dir(root: Path, recipe: FaceVideoRecipe, scorer: _Scorer | None = None) -> Path:
+    from vidfake.detector import DetectorConfig
+    from vidfake.temporal_models.image2d import IMAGENET_LITE0_SHA256
+
+    branch = DetectorConfig().branch("image2d")  # no network: its crop and input size
+    crop_scale = scorer.crop_scale if scorer else float(branch.crop_scale)
+    size = scorer.size if scorer else int(branch.input_size)
+    shipped = branch.config.weights_sha256 or "unknown"
+    return root / f"lite0-{recipe.key(crop_scale, size, IMAGENET_LITE0_SHA256, shipped)}"
+
+
+def _file(folder: Path, item: MediaItem) -> Path:
+    from vidfake.training.features import item_id
+
+    return folder / (item_id(item.path).replace("/", "__") + ".npz")
+
+
+def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
+    """Where :func:`crop_one`'s arrays are cached (beside the feature cache, same key)."""
+    return _cache_dir(Path(root), recipe).with_name(_cache_dir(Path(root), recipe).name.replace("lite0-", "crops-"))
+
+
+def extract(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
+            root: str | Path = DEFAULT_CACHE, shard: tuple[int, int] = (0, 1), *, crops: bool = False
+            ) -> dict[str, str]:
+    """Cache every item of ``items[shard[0]::shard[1]]`` not cached yet; resumable (one file per video,
+    written atomically). ``crops``: :func:`crop_one`'s arrays instead of the features. Returns
+    ``{path: status}``; a video that fails is reported, never replaced."""
+    from tqdm import tqdm
+
+    todo = list(items)[shard[0]::shard[1]]
+    scorer = _Scorer(features=not crops)
+    folder = crops_dir(root, recipe) if crops else _cache_dir(Path(root), recipe, scorer)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.json").write_text(json.dumps(recipe.__dict__, indent=1) + "\n")
+    status = {}
+    for item in tqdm(todo, desc="face videos", mininterval=30):
+        f = _file(folder, item)
+        if f.exists():
+            status[str(item.path)] = "exists"
+            continue
+        t = time.perf_counter()
+        try:
+            arrays = (crop_one if crops else extract_one)(item, scorer, recipe)
+        except Exception as e:  # one bad video is reported and the rest go on
+            logger.warning("%s: %s: %s", item.path, type(e).__name__, e)
+            status[str(item.path)] = f"error: {type(e).__name__}: {e}"
+            (f.with_suffix(".error")).write_text(f"{type(e).__name__}: {e}\n")
+            continue
+        tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")
+        (np.savez_compressed if crops else np.savez)(tmp, **arrays)
+        tmp.rename(f)
+        status[str(item.path)] = f"cached ({time.perf_counter() - t:.1f} s)"
+    return status
+
+
+def pool(multi: np.ndarray, run: np.ndarray, candidate: str) -> np.ndarray:
+    """Per-view video features from per-frame ones: ``multi (K, T, D)`` -> ``(K, D')``."""
+    x = multi.astype(np.float32)
+    if candidate == "face_mean":
+        return x.mean(1)
+    if candidate == "face_temporal":
+        same = run[1:] == run[:-1]
+        diff = np.abs(np.diff(x, axis=1))[:, same].mean(1) if same.any() else np.zeros_like(x[:, 0])
+        return np.concatenate([x.mean(1), x.std(1), diff], axis=1)
+    raise KeyError(f"unknown face-video candidate {candidate!r}; known: {CANDIDATES}")
+
+
+def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
+         recipe: FaceVideoRecipe = FaceVideoRecipe(), root: str | Path = DEFAULT_CACHE):
+    """``(X (N, K, D), labels, groups, sbi X (M, K, D), sbi groups, left out)`` for the cached items."""
+    folder = _cache_dir(Path(root), recipe)
+    xs, ys, gs, sx, sg, missing = [], [], [], [], [], []
+    for item, g in zip(items, groups, strict=True):
+        f = _file(folder, item)
+        if not f.exists():
+            missing.append(str(item.path))
+            continue
+        with np.load(f) as z:
+            if candidate == "confound_format":
+                xs.append(_format_row(item.path, recipe.views))
+                sbi = None
+            elif candidate == "shipped_image2d":
+                xs.append(z["shipped"].mean(1, keepdims=True))
+                sbi = z["sbi_shipped"].mean(1, keepdims=True) if "sbi_shipped" in z else None
+            else:
+                xs.append(pool(z["multi"], z["run"], candidate))
+                sbi = pool(z["sbi_multi"], z["run"], candidate) if "sbi_multi" in z else None
+        ys.append(item.label)
+        gs.append(g)
+        if sbi is not None:
+            sx.append(sbi)
+            sg.append(g)
+    if not xs:
+        raise FileNotFoundError(f"nothing cached under {folder}: run the extract step first")
+    return (np.stack(xs), np.array(ys), np.array(gs), np.stack(sx) if sx else None, np.array(sg), missing)
+
+
+def _format_row(path: Path, views: int) -> np.ndarray:
+    from vidfake.preprocessing.decoders import open_video
+
+    with open_video(path) as v:
+        i = v.info
+        row = [np.log(i.fps), np.log(max(i.duration, 1e-3)), np.log(i.native_width), np.log(i.native_height),
+               np.log(i.native_width / i.native_height)]
+    out = np.zeros((views, len(row)), np.float32)
+    out[0] = row
+    return out
+
+
+def _loso(args) -> int:
+    from threadpoolctl import threadpool_limits
+
+    from vidfake.training import loso
+
+    items, groups = face_video_items(args.data)
+    recipe = FaceVideoRecipe(views=args.views)
+    out = Path(args.out or f"runs/loso_face_videos_{date.today().isoformat()}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results, rows = [], []
+    with threadpool_limits(1):
+        for cand in args.candidate or CANDIDATES:
+            x, y, g, sx, sg, missing = load(items, groups, cand, recipe=recipe, root=args.cache)
+            if missing:
+                logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
+                               len(missing), len(items))
+            if cand == "confound_format":
+                r = loso.evaluate(x, y, g, "logreg", candidate=cand, real_folds=args.real_folds)
+                results.append(r)
+                rows.append({"variant": "labelled", "n": int(len(y)), "left_out": missing})
+                continue
+            if cand == "shipped_image2d":
+                r = loso.evaluate(x, y, g, None, candidate=cand, real_folds=args.real_folds)
+                results.append(r)
+                rows.append({"variant": "reference", "n": int(len(y)), "left_out": missing})
+                continue
+            for variant in args.variant or VARIANTS:
+                for head in args.head or ["logreg"]:
+                    aux = (sx, sg) if variant in ("+sbi", "sbi_only") else None
+                    r = loso.evaluate(x, y, g, head, candidate=f"{cand} [{variant}]", real_folds=args.real_folds,
+                                      aux=aux, train_fakes=variant != "sbi_only")
+                    logger.info("%s [%s] / %s: %s", cand, variant, head, r.summary())
+                    results.append(r)
+                    rows.append({"variant": variant, "n": int(len(y)), "left_out": missing})
+            loso._write_results(out, results, args.real_folds)
+    report = json.loads(out.read_text())
+    report["modality"] = "face video"
+    report["recipe"] = recipe.__dict__
+    report["rows"] = rows
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(loso.markdown_table(results))
+    for r in results:
+        print()
+        print(loso.group_table(r))
+    logger.info("report: %s", out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vidfake.training.facevideo", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="step", required=True)
+    e = sub.add_parser("extract", help="cache face-crop features of every face video (resumable)")
+    lo = sub.add_parser("loso", help="LOSO table from the cache")
+    for q in (e, lo):
+        q.add_argument("--data", default=os.environ.get("VIDFAKE_DATA", "../shared/data"))
+        q.add_argument("--cache", default=str(DEFAULT_CACHE))
+        q.add_argument("--views", type=int, default=3, help="K: view 0 clean, 1..K-1 validator-style")
+    e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th video from the i-th")
+    e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--crops", action="store_true", help="cache face crops (for fine-tuned models) instead")
+    lo.add_argument("--candidate", action="append", choices=CANDIDATES)
+    lo.add_argument("--variant", action="append", choices=VARIANTS)
+    lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
+    lo.add_argument("--real-folds", type=int, default=2)
+    lo.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.step == "loso":
+        return _loso(args)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    i, n = (int(v) for v in args.shard.split("/"))
+    items, _ = face_video_items(args.data)
+    status = extract(items, FaceVideoRecipe(views=args.views), args.cache, (i, n), crops=args.crops)
+    bad = {k: v for k, v in status.items() if v.startswith("error")}
+    logger.info("%d videos: %d errors %s", len(status), len(bad), bad)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
