@@ -156,19 +156,24 @@ def test_holdout_source_runs_the_loso_protocol(monkeypatch, tmp_path):
     """`vidfake eval --holdout source` hands over to the LOSO modules (images / scene videos) with the
     data folder, the report path and whatever follows `--`; bad combinations are usage errors."""
     from vidfake.commands import eval as eval_cmd
-    from vidfake.training import loso, scene
+    from vidfake.training import facevideo, loso, scene
 
     calls = []
     monkeypatch.setattr(loso, "main", lambda argv: calls.append(("image", argv)) or 0)
     monkeypatch.setattr(scene, "main", lambda argv: calls.append(("scene", argv)) or 0)
+    monkeypatch.setattr(facevideo, "main", lambda argv: calls.append(("face", argv)) or 0)
     out = str(tmp_path / "loso.json")
     assert eval_cmd.main(["--data", str(tmp_path), "--holdout", "source", "--kind", "image", "--out", out,
                           "--", "--candidate", "lite0_patches"]) == 0
     assert eval_cmd.main(["--data", str(tmp_path), "--holdout", "source", "--kind", "video"]) == 0
+    assert eval_cmd.main(["--data", str(tmp_path), "--holdout", "source", "--kind", "scene-video"]) == 0
+    assert eval_cmd.main(["--data", str(tmp_path), "--holdout", "source", "--kind", "face-video", "--",
+                          "--variant", "sbi_only"]) == 0
     assert calls == [("image", ["--data", str(tmp_path), "--out", out, "--candidate", "lite0_patches"]),
-                     ("scene", ["--data", str(tmp_path)])]
+                     ("scene", ["--data", str(tmp_path)]), ("scene", ["--data", str(tmp_path)]),
+                     ("face", ["loso", "--data", str(tmp_path), "--variant", "sbi_only"])]
     for bad in (["--holdout", "source"], ["--holdout", "source", "--kind", "image", "--package", "x"],
-                ["--kind", "image", "--", "--candidate", "x"]):
+                ["--kind", "image", "--", "--candidate", "x"], ["--kind", "face-video"]):
         with pytest.raises(SystemExit) as e:
             eval_cmd.main(["--data", str(tmp_path), *bad])
         assert e.value.code == 2

@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="../shared/data",
                    help="folder with manifest.csv, or with real/ and fake/ subfolders (default: %(default)s)")
     p.add_argument("--split", default="val", help="manifest split to evaluate (default: %(default)s)")
-    p.add_argument("--kind", choices=("image", "video", "both"), default="both")
+    p.add_argument("--kind", choices=("image", "video", "both", "face-video", "scene-video"), default="both",
+                   help="media kind (default: %(default)s); with --holdout source: image, face-video, or "
+                        "scene-video (= video)")
     p.add_argument("--mode", choices=("clean", "subnet", "both"), default="both",
                    help="clean files, validator-style augmented challenges, or both (default: %(default)s)")
     p.add_argument("--weights", default="default", help="detector weights: 'default' or a folder")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", choices=("source",), default=None,
                    help="leave-one-source-out instead of the split: every generator family and kind of real "
                         "source held out in turn, heads retrained on cached features (images: "
-                        "vidfake.training.loso; --kind video: the scene videos, vidfake.training.scene). "
+                        "vidfake.training.loso; --kind face-video: vidfake.training.facevideo; --kind video "
+                        "or scene-video: the scene videos, vidfake.training.scene). "
                         "Arguments after -- go to that module (e.g. -- --candidate lite0_patches --head logreg)")
     return p
 
@@ -63,6 +66,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.holdout:
         return _holdout(parser, args, extra)
+    if args.kind in ("face-video", "scene-video"):
+        parser.error(f"--kind {args.kind} is a leave-one-source-out modality: add --holdout source")
     if extra:
         parser.error(f"arguments after -- are only for --holdout: {extra}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -94,12 +99,16 @@ def main(argv: list[str]) -> int:
 def _holdout(parser: argparse.ArgumentParser, args, extra: list[str]) -> int:
     """LOSO is a training protocol (a head per held-out group), not a pass of the shipped detector."""
     if args.package or args.kind == "both":
-        parser.error("--holdout source takes --kind image or --kind video (scene videos), and no --package")
+        parser.error("--holdout source takes --kind image, face-video or scene-video (= video), and no --package")
     forwarded = ["--data", args.data, *(["--out", args.out] if args.out else []), *extra]
     if args.kind == "image":
         from vidfake.training import loso
 
         return loso.main(forwarded)
+    if args.kind == "face-video":
+        from vidfake.training import facevideo
+
+        return facevideo.main(["loso", *forwarded])
     from vidfake.training import scene
 
     return scene.main(forwarded)
