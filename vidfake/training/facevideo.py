@@ -66,8 +66,8 @@ from vidfake.training.data import MediaItem
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "extract", "face_video_items",
-           "load", "pool", "run_frames"]
+__all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "cache_file", "crop_one",
+           "crops_dir", "extract", "extract_one", "face_video_items", "load", "pool", "run_frames"]
 
 FACE_FAKE_GROUPS = ("face swap (DeepFaceLive)", "talking head (SadTalker, Linly-Talker)",
                     "diffusion talking head / portrait I2V (DreamTalk, MuseV)")
@@ -269,7 +269,7 @@ def _cache_dir(root: Path, recipe: FaceVideoRecipe, scorer: _Scorer | None = Non
     return root / f"lite0-{recipe.key(crop_scale, size, IMAGENET_LITE0_SHA256, shipped)}"
 
 
-def _file(folder: Path, item: MediaItem) -> Path:
+def cache_file(folder: Path, item: MediaItem) -> Path:
     from vidfake.training.features import item_id
 
     return folder / (item_id(item.path).replace("/", "__") + ".npz")
@@ -295,7 +295,7 @@ def extract(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecip
     (folder / "recipe.json").write_text(json.dumps(recipe.__dict__, indent=1) + "\n")
     status = {}
     for item in tqdm(todo, desc="face videos", mininterval=30):
-        f = _file(folder, item)
+        f = cache_file(folder, item)
         if f.exists():
             status[str(item.path)] = "exists"
             continue
@@ -332,7 +332,7 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
     folder = _cache_dir(Path(root), recipe)
     xs, ys, gs, sx, sg, missing = [], [], [], [], [], []
     for item, g in zip(items, groups, strict=True):
-        f = _file(folder, item)
+        f = cache_file(folder, item)
         if not f.exists():
             missing.append(str(item.path))
             continue

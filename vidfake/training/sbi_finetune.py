@@ -112,17 +112,15 @@ def sample(wide: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, cr
     return degrade(_face_box(image, crop_scale, size), size, rng, how), label
 
 
-def _load_reals(groups: tuple[str, ...]):
-    from vidfake.training.facevideo import crops_dir, face_video_items
+def _load_reals(groups: tuple[str, ...], split: str | None = None):
+    from vidfake.training.facevideo import cache_file, crops_dir, face_video_items
 
     items, item_groups = face_video_items(os.environ.get("VIDFAKE_DATA", "../shared/data"))
     folder = crops_dir(os.environ.get("VIDFAKE_FACEVIDEO_CACHE", "cache/facevideo"))
-    from vidfake.training.facevideo import _file
-
     videos = []
     for it, g in zip(items, item_groups, strict=True):
-        if it.label == 0 and g in groups and _file(folder, it).exists():
-            with np.load(_file(folder, it)) as z:
+        if it.label == 0 and g in groups and split in (None, it.split) and cache_file(folder, it).exists():
+            with np.load(cache_file(folder, it)) as z:
                 videos.append((z["wide"], z["wide_landmarks"]))
     return videos
 
@@ -137,11 +135,13 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
     from vidfake.temporal_models import create_model
 
     torch.set_num_threads(threads)
-    held = real_folds(folds)[fold]
+    # fold -1: the train split of every real source (people held out, not sources): fakes stay unseen.
+    held = real_folds(folds)[fold] if fold >= 0 else ()
     train_groups = tuple(g for f in real_folds(folds) for g in f if g not in held)
+    split = "train" if fold < 0 else None
     branch = DetectorConfig().branch("image2d")
     crop_scale, size = float(branch.crop_scale), int(branch.input_size)
-    videos = _load_reals(train_groups)
+    videos = _load_reals(train_groups, split)
     if not videos:
         raise FileNotFoundError("no cached real face crops: run python -m vidfake.training.facevideo extract --crops")
     out.mkdir(parents=True, exist_ok=True)
@@ -163,14 +163,15 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
         start = state["step"]
         logger.info("resumed at step %d", start)
     (out / "run.json").write_text(json.dumps({"fold": fold, "held_out_real_groups": held,
-                                              "train_real_groups": train_groups, "videos": len(videos),
+                                              "train_real_groups": train_groups, "real_split": split,
+                                              "videos": len(videos),
                                               "steps": steps, "batch": batch, "lr": lr, "seed": seed,
                                               "degrade": how}, indent=1))
     model.train()
     t0 = time.perf_counter()
     losses = []
     for step in range(start, steps):
-        rng = np.random.default_rng([seed, fold, step])
+        rng = np.random.default_rng([seed, fold if fold >= 0 else 999, step])
         xs, ys = [], []
         for _ in range(batch):
             wide, lms = videos[int(rng.integers(len(videos)))]
@@ -218,12 +219,12 @@ def score_runs(runs: list[Path], out: Path, threads: int = 2) -> dict:
 
     from vidfake.temporal_models import create_model
     from vidfake.training import loso
-    from vidfake.training.facevideo import _file, crops_dir, face_video_items
+    from vidfake.training.facevideo import cache_file, crops_dir, face_video_items
 
     torch.set_num_threads(threads)
     items, groups = face_video_items(os.environ.get("VIDFAKE_DATA", "../shared/data"))
     folder = crops_dir(os.environ.get("VIDFAKE_FACEVIDEO_CACHE", "cache/facevideo"))
-    keep = [k for k, it in enumerate(items) if _file(folder, it).exists()]
+    keep = [k for k, it in enumerate(items) if cache_file(folder, it).exists()]
     items, groups = [items[k] for k in keep], np.array([groups[k] for k in keep])
     labels = np.array([it.label for it in items])
     report: dict = {"runs": [], "n": len(items)}
@@ -235,22 +236,30 @@ def score_runs(runs: list[Path], out: Path, threads: int = 2) -> dict:
         model = model.eval().to(memory_format=torch.channels_last)
         x = []
         for it in items:
-            with np.load(_file(folder, it)) as z:
+            with np.load(cache_file(folder, it)) as z:
                 crops = z["crops"]
             k, t = crops.shape[:2]
             x.append(_frame_logits(model, crops.reshape(k * t, *crops.shape[2:])).reshape(k, t).mean(1))
-        scores[tuple(meta["held_out_real_groups"])] = np.stack(x)[..., None]
-        meta_of[tuple(meta["held_out_real_groups"])] = f"{meta['steps']} steps, degrade {meta.get('degrade', 'validator')}"
+        scores[str(run)] = np.stack(x)[..., None]
+        meta_of[str(run)] = meta
         report["runs"].append(meta)
-    # One reference pass per model: each model is scored only on its own held-out real fold, against every
-    # fake group (none of which any model saw).
+    # Each model is scored only on reals it never saw (its held-out real fold, or for fold -1 the val
+    # split), against every fake group (no model saw any fake).
+    splits = np.array([it.split for it in items])
     results = []
-    for held, x in scores.items():
-        sel = (labels == 1) | np.isin(groups, list(held))
-        r = loso.evaluate(x[sel], labels[sel], groups[sel], None, candidate=f"sbi_finetune (reals held out: "
-                          f"{', '.join(held)})", real_folds=1)
-        # Scored without training here, but the model never saw these reals nor any fake: a LOSO row.
-        results.append(dataclasses.replace(r, loso=True, head=f"fine-tune, {meta_of[held]}"))
+    for run, x in scores.items():
+        meta = meta_of[run]
+        held = tuple(meta["held_out_real_groups"])
+        if meta.get("real_split"):
+            sel = (labels == 1) | (splits == "val")
+            name = "sbi_finetune (reals: the val split of every real source, whose train split it saw)"
+        else:
+            sel = (labels == 1) | np.isin(groups, list(held))
+            name = f"sbi_finetune (reals held out: {', '.join(held)})"
+        r = loso.evaluate(x[sel], labels[sel], groups[sel], None, candidate=name, real_folds=1)
+        # Scored without training here, and the model never saw a fake: every fake group is unseen.
+        results.append(dataclasses.replace(
+            r, loso=True, head=f"fine-tune, {meta['steps']} steps, degrade {meta.get('degrade', 'validator')}"))
     loso._write_results(out, results, 1)
     print(loso.markdown_table(results))
     for r in results:
@@ -263,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vidfake.training.sbi_finetune", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="step", required=True)
     t = sub.add_parser("train")
-    t.add_argument("--fold", type=int, required=True, help="real fold held out (0 or 1)")
+    t.add_argument("--fold", type=int, required=True,
+                   help="real fold held out (0 or 1); -1: the train split of every real source (fakes unseen, "
+                        "real sources seen)")
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-4)
