@@ -131,3 +131,29 @@ def test_sbi_samples_are_blended_half_the_time_and_degraded_alike(wide_face):
     lap = lambda im: float(cv2.Laplacian(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())  # noqa: E731
     assert FACE_SIDES[1] < 224
     assert np.median([lap(degrade(sharp, 224, np.random.default_rng(s))) for s in range(8)]) < lap(sharp)
+
+
+def test_extract_tall_tiles_runs_of_cached_crops(tmp_path):
+    from pathlib import Path
+
+    from vidfake.training.data import MediaItem
+
+    def item(name):
+        return MediaItem(path=Path(tmp_path / "real" / name), label=0, kind="video", split="train", group=name,
+                         method="none", source="x", class3=0)
+
+    long, short = item("long.mp4"), item("short.mp4")
+    folder = FV.crops_dir(tmp_path)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(FV.cache_file(folder, long), crops=rng.integers(0, 255, (3, 16, 224, 224, 3), np.uint8),
+             run=np.repeat(np.arange(4), 4).astype(np.int16))
+    np.savez(FV.cache_file(folder, short), crops=rng.integers(0, 255, (2, 3, 224, 224, 3), np.uint8),
+             run=np.zeros(3, np.int16))  # shorter than one TALL clip
+    status = FV.extract_tall([long, short, item("absent.mp4")], root=tmp_path)
+    assert list(status.values()) == ["cached", "cached", "no crops"]
+    with np.load(FV.cache_file(FV.tall_dir(tmp_path), long)) as z:
+        assert z["tall"].shape == (3, 4128) and np.isfinite(z["tall"]).all()
+    with np.load(FV.cache_file(FV.tall_dir(tmp_path), short)) as z:
+        assert z["tall"].shape == (2, 4128)
+    assert FV.extract_tall([long], root=tmp_path) == {str(long.path): "exists"}

@@ -32,6 +32,9 @@ learn a fake source's content.
 - ``face_temporal``: mean, std over frames, and mean absolute change between consecutive frames of a run
   (a temporal-inconsistency signal on frozen features: the cheap stand-in for TALL and the lip branch
   on frozen features);
+- ``face_tall``: TALL on frozen features: each run's 4 crops tiled into the TALL branch's 2x2 layout,
+  through the frozen Lite0, stage statistics averaged over the runs (:func:`extract_tall`; no
+  self-blended copies, so only the ``labelled`` variant);
 - ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
   (logs): what the format alone scores. Validator-style views carry none of it (256 x 256 frames
   without a rate reach the miner), so those rows are constant and score 0.5;
@@ -42,6 +45,7 @@ self-blends of the training reals) and ``sbi_only`` (reals and their self-blends
 no labelled fake of any source is seen).
 
     python -m vidfake.training.facevideo extract --data ../shared/data [--shard 0/2]
+    python -m vidfake.training.facevideo extract --crops     # then: extract --tall
     python -m vidfake.training.facevideo loso --data ../shared/data --out runs/loso_face_videos.json
 """
 
@@ -77,7 +81,7 @@ RUNS = 4
 RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
-CANDIDATES = ("face_mean", "face_temporal", "confound_format", "shipped_image2d")
+CANDIDATES = ("face_mean", "face_temporal", "face_tall", "confound_format", "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -275,6 +279,50 @@ def cache_file(folder: Path, item: MediaItem) -> Path:
     return folder / (item_id(item.path).replace("/", "__") + ".npz")
 
 
+def tall_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
+    """Where :func:`extract_tall`'s features are cached (same key as the crops they are made from)."""
+    return crops_dir(root, recipe).with_name(crops_dir(root, recipe).name.replace("crops-", "tall-"))
+
+
+def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
+                 root: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """TALL on frozen features (issue 16 (g)): every run of consecutive cached face crops tiled into the
+    TALL branch's 2x2 layout (its thumbnail size and tiling), through the frozen ImageNet Lite0, stage
+    statistics pooled as for the other candidates. Reads the crop cache; no video is decoded again."""
+    import cv2
+
+    from vidfake.detector import DetectorConfig
+    from vidfake.training.features import _lite0_backbone, _to_input
+
+    tall = DetectorConfig().branch("tall")
+    n, thumb = int(tall.frames_per_sample), int(tall.thumb_size)
+    lite0 = _lite0_backbone()
+    src, out = crops_dir(root, recipe), tall_dir(root, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for item in items:
+        f, g = cache_file(src, item), cache_file(out, item)
+        if g.exists() or not f.exists():
+            status[str(item.path)] = "exists" if g.exists() else "no crops"
+            continue
+        with np.load(f) as z:
+            crops, run = z["crops"], z["run"]
+        per_view = []
+        for view in crops:
+            layouts = [tall.tile(np.stack([cv2.resize(c, (thumb, thumb), interpolation=cv2.INTER_AREA)
+                                           for c in view[run == r][:n]]))
+                       for r in np.unique(run) if (run == r).sum() >= n]
+            if not layouts:  # a clip shorter than one TALL clip
+                layouts = [tall.tile(np.stack([cv2.resize(view[min(t, len(view) - 1)], (thumb, thumb),
+                                                          interpolation=cv2.INTER_AREA) for t in range(n)]))]
+            per_view.append(lite0.pooled(_to_input(np.stack(layouts), lite0.size))["multi"].mean(0))
+        tmp = g.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, tall=np.stack(per_view).astype(np.float16))
+        tmp.rename(g)
+        status[str(item.path)] = "cached"
+    return status
+
+
 def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
     """Where :func:`crop_one`'s arrays are cached (beside the feature cache, same key)."""
     return _cache_dir(Path(root), recipe).with_name(_cache_dir(Path(root), recipe).name.replace("lite0-", "crops-"))
@@ -336,6 +384,16 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
         if not f.exists():
             missing.append(str(item.path))
             continue
+        if candidate == "face_tall":
+            t = cache_file(tall_dir(root, recipe), item)
+            if not t.exists():
+                missing.append(str(item.path))
+                continue
+            with np.load(t) as z:
+                xs.append(z["tall"].astype(np.float32))
+            ys.append(item.label)
+            gs.append(g)
+            continue
         with np.load(f) as z:
             if candidate == "confound_format":
                 xs.append(_format_row(item.path, recipe.views))
@@ -384,7 +442,7 @@ def _loso(args) -> int:
             if missing:
                 logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
                                len(missing), len(items))
-            if cand == "confound_format":
+            if cand in ("confound_format", "face_tall"):
                 r = loso.evaluate(x, y, g, "logreg", candidate=cand, real_folds=args.real_folds)
                 results.append(r)
                 rows.append({"variant": "labelled", "n": int(len(y)), "left_out": missing})
@@ -403,6 +461,7 @@ def _loso(args) -> int:
                     results.append(r)
                     rows.append({"variant": variant, "n": int(len(y)), "left_out": missing})
             loso._write_results(out, results, args.real_folds)
+    loso._write_results(out, results, args.real_folds)
     report = json.loads(out.read_text())
     report["modality"] = "face video"
     report["recipe"] = recipe.__dict__
@@ -428,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th video from the i-th")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--crops", action="store_true", help="cache face crops (for fine-tuned models) instead")
+    e.add_argument("--tall", action="store_true", help="TALL layouts of the cached crops through frozen Lite0")
     lo.add_argument("--candidate", action="append", choices=CANDIDATES)
     lo.add_argument("--variant", action="append", choices=VARIANTS)
     lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
@@ -442,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     items, _ = face_video_items(args.data)
+    if args.tall:
+        status = extract_tall(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
+        logger.info("%s", {v: list(status.values()).count(v) for v in set(status.values())})
+        return 0
     status = extract(items, FaceVideoRecipe(views=args.views), args.cache, (i, n), crops=args.crops)
     bad = {k: v for k, v in status.items() if v.startswith("error")}
     logger.info("%d videos: %d errors %s", len(status), len(bad), bad)
