@@ -410,7 +410,7 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
             sx.append(sbi)
             sg.append(g)
     if not xs:
-        raise FileNotFoundError(f"nothing cached under {folder}: run the extract step first")
+        raise FileNotFoundError(f"nothing cached for {candidate} under {folder.parent}: run the extract step first")
     return (np.stack(xs), np.array(ys), np.array(gs), np.stack(sx) if sx else None, np.array(sg), missing)
 
 
@@ -438,7 +438,11 @@ def _loso(args) -> int:
     results, rows = [], []
     with threadpool_limits(1):
         for cand in args.candidate or CANDIDATES:
-            x, y, g, sx, sg, missing = load(items, groups, cand, recipe=recipe, root=args.cache)
+            try:
+                x, y, g, sx, sg, missing = load(items, groups, cand, recipe=recipe, root=args.cache)
+            except FileNotFoundError as e:
+                logger.warning("skipping %s: %s", cand, e)
+                continue
             if missing:
                 logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
                                len(missing), len(items))
@@ -461,6 +465,10 @@ def _loso(args) -> int:
                     results.append(r)
                     rows.append({"variant": variant, "n": int(len(y)), "left_out": missing})
             loso._write_results(out, results, args.real_folds)
+    if not results:
+        print(f"vidfake: no face-video features cached under {args.cache}: run "
+              "python -m vidfake.training.facevideo extract (and extract --crops, --tall) first", file=sys.stderr)
+        return 1
     loso._write_results(out, results, args.real_folds)
     report = json.loads(out.read_text())
     report["modality"] = "face video"
