@@ -157,3 +157,17 @@ def test_extract_tall_tiles_runs_of_cached_crops(tmp_path):
     with np.load(FV.cache_file(FV.tall_dir(tmp_path), short)) as z:
         assert z["tall"].shape == (2, 4128)
     assert FV.extract_tall([long], root=tmp_path) == {str(long.path): "exists"}
+
+
+def test_explicit_folds_hold_out_matched_pairs():
+    x, labels, groups, _, _ = _toy()
+    _Spy.fits.clear()
+    from vidfake.training.loso import Fold
+
+    r = evaluate(x, labels, groups, _Spy, folds=[Fold("f1", ("r1",)), Fold("f2", ("r2",))])
+    assert len(_Spy.fits) == 2
+    for (ids, _), held in zip(_Spy.fits, ({"f1", "r1"}, {"f2", "r2"}), strict=True):
+        assert not {groups[i] for i in ids if i < 16} & held  # neither side of the pair trained on
+    assert [g.n for g in r.fake_groups] == [4, 4] and all(g.auc_clean == 1.0 for g in r.real_groups)
+    assert set(FV.MATCHED_REAL) == set(FV.FACE_FAKE_GROUPS)
+    assert sorted(FV.MATCHED_REAL.values()) == sorted(FV.FACE_REAL_GROUPS)

@@ -251,7 +251,7 @@ def _auc_mcc(y: np.ndarray, s: np.ndarray, p: np.ndarray) -> tuple[float, float]
 def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], head: str | Callable | None,
              *, candidate: str = "", real_folds: int = DEFAULT_REAL_FOLDS, fit_groups: bool = True,
              aux: tuple[np.ndarray, Sequence[str]] | None = None, train_fakes: bool = True,
-             ) -> CandidateResult:
+             folds: Sequence[Fold] | None = None) -> CandidateResult:
     """LOSO figures of one candidate (see the module docstring).
 
     Args:
@@ -266,6 +266,8 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
             them only where that group is not held out, and they are never scored.
         train_fakes: ``False`` trains on reals (and ``aux``) only: no labelled fake of any source is seen
             (SBI's recipe), so every fake group is unseen by construction.
+        folds: explicit hold-outs instead of every (fake group, real fold) pair, e.g. each fake source
+            with the real source filmed alike (content-matched pairs).
 
     Returns:
         Per-group AUC/MCC for fake and real groups.
@@ -275,7 +277,7 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
     labels = np.asarray(labels).astype(int)
     groups = np.asarray(groups).astype(str)
     n, k, _ = features.shape
-    folds = make_folds(labels, groups, real_folds)
+    folds = list(folds) if folds is not None else make_folds(labels, groups, real_folds)
     factory = HEADS[head] if isinstance(head, str) else head
     # pairs[(fake group, real group)][view set] = (auc, mcc); weights from group sizes.
     pairs: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
