@@ -32,6 +32,7 @@ learn a fake source's content.
 - ``face_temporal``: mean, std over frames, and mean absolute change between consecutive frames of a run
   (a temporal-inconsistency signal on frozen features: the cheap stand-in for TALL and the lip branch
   on frozen features);
+- ``face_motion``: the last block of ``face_temporal`` alone (frame-to-frame change, no appearance);
 - ``face_tall``: TALL on frozen features: each run's 4 crops tiled into the TALL branch's 2x2 layout,
   through the frozen Lite0, stage statistics averaged over the runs (:func:`extract_tall`; no
   self-blended copies, so only the ``labelled`` variant);
@@ -88,7 +89,7 @@ RUNS = 4
 RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
-CANDIDATES = ("face_mean", "face_temporal", "face_tall", "confound_format", "shipped_image2d")
+CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "confound_format", "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -374,10 +375,10 @@ def pool(multi: np.ndarray, run: np.ndarray, candidate: str) -> np.ndarray:
     x = multi.astype(np.float32)
     if candidate == "face_mean":
         return x.mean(1)
-    if candidate == "face_temporal":
+    if candidate in ("face_temporal", "face_motion"):
         same = run[1:] == run[:-1]
         diff = np.abs(np.diff(x, axis=1))[:, same].mean(1) if same.any() else np.zeros_like(x[:, 0])
-        return np.concatenate([x.mean(1), x.std(1), diff], axis=1)
+        return diff if candidate == "face_motion" else np.concatenate([x.mean(1), x.std(1), diff], axis=1)
     raise KeyError(f"unknown face-video candidate {candidate!r}; known: {CANDIDATES}")
 
 
