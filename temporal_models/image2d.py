@@ -331,6 +331,11 @@ def _lite(channel_multiplier: float, depth_multiplier: float, imagenet_init: boo
     )
     if imagenet_init:
         load_imagenet_lite0(model)
+        # timm initialises a Linear head uniformly in +-1/sqrt(fan_out): +-0.71 for two classes, so the
+        # fresh head's logits have a std of ~4 on ImageNet features and a fine-tune starts at a loss of
+        # ~2.5 that the backbone pays for. A small head starts near log 2.
+        torch.nn.init.normal_(model.classifier.weight, std=0.01)
+        torch.nn.init.zeros_(model.classifier.bias)
     return model
 
 
@@ -339,7 +344,7 @@ def efficientnet_lite0_detector(imagenet_init: bool = False, **kwargs) -> Effici
     """EfficientNet-Lite0 (TF padding, ReLU6) with a 2-logit head; 3.4 M params.
 
     Args:
-        imagenet_init: load the offline ImageNet backbone (head stays random).
+        imagenet_init: load the offline ImageNet backbone; the new 2-logit head starts small (std 0.01).
     """
     return _lite(1.0, 1.0, imagenet_init, **kwargs)
 

@@ -397,7 +397,7 @@ def test_lite0_imagenet_sanity_on_photos(lite0_imagenet):
     assert int(coffee.argmax()) == 967 and float(coffee[967]) > 0.5, "espresso"
 
 
-def test_lite0_detector_imagenet_init_keeps_head_random(caplog):
+def test_lite0_detector_imagenet_init_keeps_head_random_and_small(caplog):
     torch.manual_seed(0)
     with caplog.at_level("WARNING"):
         model = create_model("efficientnet_lite0_detector", imagenet_init=True)
@@ -406,5 +406,8 @@ def test_lite0_detector_imagenet_init_keeps_head_random(caplog):
     assert torch.equal(model.conv_stem.weight, reference["_conv_stem.weight"])
     assert torch.equal(model.conv_head.weight, reference["_conv_head.weight"])
     assert model.classifier.weight.shape == (2, 1280) and model.classifier.weight.abs().sum() > 0
+    # Random but small: the fresh head's logits on ImageNet features start near 0 (loss near log 2), not
+    # with the std ~4 of timm's default head init.
+    assert 0.005 < float(model.classifier.weight.std()) < 0.02 and not model.classifier.bias.any()
     with pytest.raises(ValueError, match="no ImageNet weights"):
         create_model("image2d_test", imagenet_init=True)

@@ -146,8 +146,8 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
         raise FileNotFoundError("no cached real face crops: run python -m vidfake.training.facevideo extract --crops")
     out.mkdir(parents=True, exist_ok=True)
     model = create_model("efficientnet_lite0_detector", imagenet_init=True).to(memory_format=torch.channels_last)
-    # The fresh two-class head starts with weights of std ~0.4 over 1280 features: logits of std ~4 and an
-    # initial loss near 2.5 that the backbone pays for. A zero head starts at log 2 and lets it learn.
+    # The runs in docs/loso_face_videos.md started from a zero head; the model's own ImageNet init (a head
+    # of std 0.01) came after them. Zero keeps those runs reproducible.
     torch.nn.init.zeros_(model.get_classifier().weight)
     torch.nn.init.zeros_(model.get_classifier().bias)
     model = model.to(device)
