@@ -171,3 +171,21 @@ def test_explicit_folds_hold_out_matched_pairs():
     assert [g.n for g in r.fake_groups] == [4, 4] and all(g.auc_clean == 1.0 for g in r.real_groups)
     assert set(FV.MATCHED_REAL) == set(FV.FACE_FAKE_GROUPS)
     assert sorted(FV.MATCHED_REAL.values()) == sorted(FV.FACE_REAL_GROUPS)
+
+
+@pytest.mark.data
+def test_extract_writes_features_and_crops_in_one_pass(shared_data, tmp_path):
+    items, _ = FV.face_video_items(shared_data)
+    real = next(i for i in items if i.label == 0)
+    recipe = FV.FaceVideoRecipe(views=2)
+    from vidfake.training.features import MULTI_DIM
+
+    status = FV.extract([real], recipe, tmp_path)
+    assert list(status) == [str(real.path)] and status[str(real.path)].startswith("cached"), status
+    feats = np.load(FV.cache_file(FV._cache_dir(tmp_path, recipe), real))
+    crops = np.load(FV.cache_file(FV.crops_dir(tmp_path, recipe), real))
+    t = len(feats["run"])
+    assert feats["multi"].shape == (2, t, MULTI_DIM) and feats["sbi_multi"].shape == (2, t, MULTI_DIM)
+    assert crops["crops"].shape[:2] == (2, t) and crops["wide"].shape == (t, FV.WIDE_SIZE, FV.WIDE_SIZE, 3)
+    assert (crops["present"] == feats["present"]).all() and crops["present"][0].any()
+    assert FV.extract([real], recipe, tmp_path) == {str(real.path): "exists"}

@@ -11,7 +11,9 @@ whose protocol it reuses: every (fake group, real fold) pair gets a head that sa
 challenges are) at :data:`RUNS` runs of :data:`RUN_LEN` consecutive frames spread over the clip (clips
 shorter than that give what they have). Every view of it is tracked with the project's
 :class:`~vidfake.preprocessing.faces.FaceTracker`, the main face is cropped as the detector crops it
-(the 2D branch's ``crop_scale`` and input size), and per frame two things are kept:
+(the 2D branch's ``crop_scale`` and input size). The same pass writes two caches: the crops
+themselves (``crops-<key>``, for fine-tuned models: :mod:`vidfake.training.sbi_finetune`), and per
+frame (``lite0-<key>``):
 
 - ``multi``: the frozen ImageNet EfficientNet-Lite0 multi-stage statistics (mean and std over space of
   every stage: :mod:`vidfake.training.features`' ``multi`` block), float16;
@@ -46,7 +48,7 @@ self-blends of the training reals) and ``sbi_only`` (reals and their self-blends
 no labelled fake of any source is seen).
 
     python -m vidfake.training.facevideo extract --data ../shared/data [--shard 0/2]
-    python -m vidfake.training.facevideo extract --crops     # then: extract --tall
+    python -m vidfake.training.facevideo extract --tall      # TALL layouts of the cached crops
     python -m vidfake.training.facevideo loso --data ../shared/data --out runs/loso_face_videos.json
 """
 
@@ -71,8 +73,8 @@ from vidfake.training.data import MediaItem
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "cache_file", "crop_one",
-           "crops_dir", "extract", "extract_one", "face_video_items", "load", "pool", "run_frames"]
+__all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "cache_file",
+           "crops_dir", "extract", "extract_one", "extract_tall", "face_video_items", "load", "pool", "run_frames"]
 
 FACE_FAKE_GROUPS = ("face swap (DeepFaceLive)", "talking head (SadTalker, Linly-Talker)",
                     "diffusion talking head / portrait I2V (DreamTalk, MuseV)")
@@ -149,20 +151,16 @@ def _wire(frames: np.ndarray, quality: int) -> np.ndarray:
     return decode_video_b85(encode_video_b85(frames, quality=quality)).frames
 
 
-def _name_rng(name: str, *salt: int) -> np.random.Generator:
-    return np.random.default_rng([int(hashlib.sha1(name.encode()).hexdigest()[:12], 16), *salt])
-
-
 class _Scorer:
     """Tracker, frozen Lite0 and the shipped 2D branch, built once per extraction run."""
 
-    def __init__(self, features: bool = True):
+    def __init__(self):
         from vidfake.detector import Detector
         from vidfake.preprocessing.faces import FaceTracker
         from vidfake.training.features import _lite0_backbone
 
         self.tracker = FaceTracker(max_faces=2)
-        self.lite0 = _lite0_backbone() if features else None
+        self.lite0 = _lite0_backbone()
         self.image2d = Detector().branches["image2d"]  # its network loads on first use only
         self.crop_scale = float(self.image2d.crop_scale)
         self.size = int(self.image2d.input_size)
@@ -179,11 +177,15 @@ class _Scorer:
         return SimpleNamespace(boxes=np.repeat(box[None], len(frames), 0), landmarks=None,
                                present=np.zeros(len(frames), bool))
 
-    def features(self, frames: np.ndarray, track) -> dict[str, np.ndarray]:
+    def crop(self, frames: np.ndarray, track) -> np.ndarray:
+        """The main face of every frame as the 2D branch crops it: ``(T, S, S, 3) uint8``."""
         from vidfake.preprocessing.faces import crop_faces
+
+        return crop_faces(frames, track.boxes, scale=self.crop_scale, size=self.size).images
+
+    def features(self, crops: np.ndarray, track) -> dict[str, np.ndarray]:
         from vidfake.training.features import _to_input
 
-        crops = crop_faces(frames, track.boxes, scale=self.crop_scale, size=self.size).images
         multi = self.lite0.pooled(_to_input(crops))["multi"].astype(np.float16)
         shipped = self.image2d.fake_logits(self.image2d.batch(crops)).astype(np.float32)
         return {"multi": multi, "shipped": shipped, "present": track.present.astype(bool)}
@@ -198,24 +200,44 @@ def _views(frames: np.ndarray, name: str, recipe: FaceVideoRecipe) -> list[np.nd
                       for v in range(1, recipe.views))]
 
 
-def extract_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe) -> dict[str, np.ndarray]:
-    """Per-view, per-frame features of one video (and of its self-blend when it is real).
+WIDE_SCALE = 2.0  # SBI blends inside twice the landmarks' box: the training crops keep that context
+WIDE_SIZE = 320
 
-    ``present`` records per view and frame whether a face was found; a view where none was found is
-    scored on centre squares, as the 2D branch scores a clip without a face.
+
+def _wide(frames: np.ndarray, track) -> dict[str, np.ndarray]:
+    """``wide (T, 320, 320, 3)`` crops at :data:`WIDE_SCALE` and ``wide_landmarks (T, 478, 2)`` in their
+    pixel coordinates, for self-blending at training time."""
+    from vidfake.preprocessing.faces import crop_faces
+
+    wide = crop_faces(frames, track.boxes, scale=WIDE_SCALE, size=WIDE_SIZE)
+    side = (wide.boxes[:, 2] - wide.boxes[:, 0]).astype(np.float32)
+    lm = (track.landmarks - wide.boxes[:, None, :2].astype(np.float32)) * (WIDE_SIZE / side)[:, None, None]
+    return {"wide": wide.images, "wide_landmarks": lm.astype(np.float32)}
+
+
+def extract_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One decode and one tracking per view, two caches: ``(features, crops)``.
+
+    ``features``: per view and frame ``multi``, ``shipped`` and ``present`` (a view where no face was
+    found is scored on centre squares, as the 2D branch scores a clip without a face), and for a real
+    video the same of its self-blend under ``sbi_*``. ``crops``: ``crops (K, T, S, S, 3)`` as the 2D
+    branch crops them (what a fine-tuned model is trained and scored on), ``present (K, T)`` and the
+    clean view's :func:`_wide` crops. Both carry ``run``.
 
     Raises:
         ValueError: no face in the clean frames (the caller records it; the item is left out).
     """
     from vidfake.preprocessing.decoders import open_video
-    from vidfake.training.features import item_id
+    from vidfake.training.features import _name_seed, item_id
     from vidfake.training.sbi import self_blend_clip
 
     name = item_id(item.path)
     with open_video(item.path, max_side=recipe.max_side) as video:
         idx, run = run_frames(video.num_frames, recipe.runs, recipe.run_len)
         frames = video.get_frames(idx.tolist())
-    out: dict[str, list] = {}
+    feats: dict[str, list] = {}
+    crops: dict[str, list] = {"crops": [], "present": []}
     clean_track = None
     for v, view in enumerate(_views(frames, name, recipe)):
         track = scorer.track(view, idx)
@@ -223,62 +245,33 @@ def extract_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe) -> di
             if not track.present.any():
                 raise ValueError(f"{item.path}: no face found in the clean frames")
             clean_track = track
-        for key, val in scorer.features(view, track).items():
-            out.setdefault(key, []).append(val)
+            wide = _wide(view, track)
+        face = scorer.crop(view, track)
+        crops["crops"].append(face)
+        crops["present"].append(track.present.astype(bool))
+        for key, val in scorer.features(face, track).items():
+            feats.setdefault(key, []).append(val)
     if item.label == 0:
-        blended, _ = self_blend_clip(frames, clean_track.landmarks, _name_rng(name, recipe.seed, 7), jitter=0.0)
+        rng = np.random.default_rng([_name_seed(name), recipe.seed, 7])
+        blended, _ = self_blend_clip(frames, clean_track.landmarks, rng, jitter=0.0)
         for view in _views(blended, name, recipe):
             track = scorer.track(view, idx)
-            for key, val in scorer.features(view, track).items():
-                out.setdefault(f"sbi_{key}", []).append(val)
-    arrays = {k: np.stack(v) for k, v in out.items()}
-    arrays["run"] = run.astype(np.int16)
-    return arrays
+            for key, val in scorer.features(scorer.crop(view, track), track).items():
+                feats.setdefault(f"sbi_{key}", []).append(val)
+    run = run.astype(np.int16)
+    return ({**{k: np.stack(v) for k, v in feats.items()}, "run": run},
+            {**{k: np.stack(v) for k, v in crops.items()}, **wide, "run": run})
 
 
-WIDE_SCALE = 2.0  # SBI blends inside twice the landmarks' box: the training crops keep that context
-WIDE_SIZE = 320
-
-
-def crop_one(item: MediaItem, scorer: _Scorer, recipe: FaceVideoRecipe) -> dict[str, np.ndarray]:
-    """The face crops a fine-tuned 2D model is trained and scored on, for the same frames and views as
-    :func:`extract_one`: ``crops (K, T, S, S, 3)`` as the 2D branch crops them, ``present (K, T)``, and
-    for the clean view ``wide (T, 320, 320, 3)`` crops at :data:`WIDE_SCALE` with ``wide_landmarks
-    (T, 478, 2)`` in their pixel coordinates (for self-blending at training time)."""
-    from vidfake.preprocessing.decoders import open_video
-    from vidfake.preprocessing.faces import crop_faces
-    from vidfake.training.features import item_id
-
-    name = item_id(item.path)
-    with open_video(item.path, max_side=recipe.max_side) as video:
-        idx, run = run_frames(video.num_frames, recipe.runs, recipe.run_len)
-        frames = video.get_frames(idx.tolist())
-    crops, present = [], []
-    out: dict[str, np.ndarray] = {}
-    for v, view in enumerate(_views(frames, name, recipe)):
-        track = scorer.track(view, idx)
-        if v == 0:
-            if not track.present.any():
-                raise ValueError(f"{item.path}: no face found in the clean frames")
-            wide = crop_faces(view, track.boxes, scale=WIDE_SCALE, size=WIDE_SIZE)
-            side = (wide.boxes[:, 2] - wide.boxes[:, 0]).astype(np.float32)
-            lm = (track.landmarks - wide.boxes[:, None, :2].astype(np.float32)) * (WIDE_SIZE / side)[:, None, None]
-            out["wide"], out["wide_landmarks"] = wide.images, lm.astype(np.float32)
-        crops.append(crop_faces(view, track.boxes, scale=scorer.crop_scale, size=scorer.size).images)
-        present.append(track.present.astype(bool))
-    out.update(crops=np.stack(crops), present=np.stack(present), run=run.astype(np.int16))
-    return out
-
-
-def _cache_dir(root: Path, recipe: FaceVideoRecipe, scorer: _Scorer | None = None) -> Path:
+def _cache_dir(root: str | Path, recipe: FaceVideoRecipe, kind: str = "lite0") -> Path:
+    """``<root>/<kind>-<key>``: ``lite0`` features, ``crops`` and ``tall`` share the recipe's key."""
     from vidfake.detector import DetectorConfig
     from vidfake.temporal_models.image2d import IMAGENET_LITE0_SHA256
 
     branch = DetectorConfig().branch("image2d")  # no network: its crop and input size
-    crop_scale = scorer.crop_scale if scorer else float(branch.crop_scale)
-    size = scorer.size if scorer else int(branch.input_size)
     shipped = branch.config.weights_sha256 or "unknown"
-    return root / f"lite0-{recipe.key(crop_scale, size, IMAGENET_LITE0_SHA256, shipped)}"
+    key = recipe.key(float(branch.crop_scale), int(branch.input_size), IMAGENET_LITE0_SHA256, shipped)
+    return Path(root) / f"{kind}-{key}"
 
 
 def cache_file(folder: Path, item: MediaItem) -> Path:
@@ -289,7 +282,7 @@ def cache_file(folder: Path, item: MediaItem) -> Path:
 
 def tall_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
     """Where :func:`extract_tall`'s features are cached (same key as the crops they are made from)."""
-    return crops_dir(root, recipe).with_name(crops_dir(root, recipe).name.replace("crops-", "tall-"))
+    return _cache_dir(root, recipe, "tall")
 
 
 def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
@@ -324,48 +317,53 @@ def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideo
                 layouts = [tall.tile(np.stack([cv2.resize(view[min(t, len(view) - 1)], (thumb, thumb),
                                                           interpolation=cv2.INTER_AREA) for t in range(n)]))]
             per_view.append(lite0.pooled(_to_input(np.stack(layouts), lite0.size))["multi"].mean(0))
-        tmp = g.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, tall=np.stack(per_view).astype(np.float16))
-        tmp.rename(g)
+        _save(g, {"tall": np.stack(per_view).astype(np.float16)})
         status[str(item.path)] = "cached"
     return status
 
 
 def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
-    """Where :func:`crop_one`'s arrays are cached (beside the feature cache, same key)."""
-    return _cache_dir(Path(root), recipe).with_name(_cache_dir(Path(root), recipe).name.replace("lite0-", "crops-"))
+    """Where :func:`extract_one`'s crops are cached (beside the features, same key)."""
+    return _cache_dir(root, recipe, "crops")
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+    tmp.rename(path)
 
 
 def extract(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
-            root: str | Path = DEFAULT_CACHE, shard: tuple[int, int] = (0, 1), *, crops: bool = False
-            ) -> dict[str, str]:
-    """Cache every item of ``items[shard[0]::shard[1]]`` not cached yet; resumable (one file per video,
-    written atomically). ``crops``: :func:`crop_one`'s arrays instead of the features. Returns
+            root: str | Path = DEFAULT_CACHE, shard: tuple[int, int] = (0, 1)) -> dict[str, str]:
+    """Cache the features and the crops (:func:`extract_one`) of every item of ``items[shard[0]::shard[1]]``
+    that lacks either; resumable (one file per video and cache, written atomically). Returns
     ``{path: status}``; a video that fails is reported, never replaced."""
     from tqdm import tqdm
 
     todo = list(items)[shard[0]::shard[1]]
-    scorer = _Scorer(features=not crops)
-    folder = crops_dir(root, recipe) if crops else _cache_dir(Path(root), recipe, scorer)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "recipe.json").write_text(json.dumps(recipe.__dict__, indent=1) + "\n")
+    scorer = _Scorer()
+    folders = _cache_dir(root, recipe), crops_dir(root, recipe)
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "recipe.json").write_text(json.dumps(recipe.__dict__, indent=1) + "\n")
     status = {}
     for item in tqdm(todo, desc="face videos", mininterval=30):
-        f = cache_file(folder, item)
-        if f.exists():
+        f, c = (cache_file(folder, item) for folder in folders)
+        if f.exists() and c.exists():
             status[str(item.path)] = "exists"
             continue
         t = time.perf_counter()
         try:
-            arrays = (crop_one if crops else extract_one)(item, scorer, recipe)
+            features, crops = extract_one(item, scorer, recipe)
         except Exception as e:  # one bad video is reported and the rest go on
             logger.warning("%s: %s: %s", item.path, type(e).__name__, e)
             status[str(item.path)] = f"error: {type(e).__name__}: {e}"
-            (f.with_suffix(".error")).write_text(f"{type(e).__name__}: {e}\n")
+            f.with_suffix(".error").write_text(f"{type(e).__name__}: {e}\n")
             continue
-        tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")
-        (np.savez_compressed if crops else np.savez)(tmp, **arrays)
-        tmp.rename(f)
+        if not f.exists():
+            _save(f, features)
+        if not c.exists():
+            _save(c, crops, compressed=True)
         status[str(item.path)] = f"cached ({time.perf_counter() - t:.1f} s)"
     return status
 
@@ -385,7 +383,7 @@ def pool(multi: np.ndarray, run: np.ndarray, candidate: str) -> np.ndarray:
 def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
          recipe: FaceVideoRecipe = FaceVideoRecipe(), root: str | Path = DEFAULT_CACHE):
     """``(X (N, K, D), labels, groups, sbi X (M, K, D), sbi groups, left out)`` for the cached items."""
-    folder = _cache_dir(Path(root), recipe)
+    folder = _cache_dir(root, recipe)
     xs, ys, gs, sx, sg, missing = [], [], [], [], [], []
     for item, g in zip(items, groups, strict=True):
         f = cache_file(folder, item)
@@ -476,7 +474,7 @@ def _loso(args) -> int:
             loso._write_results(out, results, args.real_folds)
     if not results:
         print(f"vidfake: no face-video features cached under {args.cache}: run "
-              "python -m vidfake.training.facevideo extract (and extract --crops, --tall) first", file=sys.stderr)
+              "python -m vidfake.training.facevideo extract (and extract --tall) first", file=sys.stderr)
         return 1
     loso._write_results(out, results, args.real_folds)
     report = json.loads(out.read_text())
@@ -497,7 +495,7 @@ def _loso(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vidfake.training.facevideo", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="step", required=True)
-    e = sub.add_parser("extract", help="cache face-crop features of every face video (resumable)")
+    e = sub.add_parser("extract", help="cache face-crop features and crops of every face video (resumable)")
     lo = sub.add_parser("loso", help="LOSO table from the cache")
     for q in (e, lo):
         q.add_argument("--data", default=os.environ.get("VIDFAKE_DATA", "../shared/data"))
@@ -505,8 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--views", type=int, default=3, help="K: view 0 clean, 1..K-1 validator-style")
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th video from the i-th")
     e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--crops", action="store_true", help="cache face crops (for fine-tuned models) instead")
-    e.add_argument("--tall", action="store_true", help="TALL layouts of the cached crops through frozen Lite0")
+    e.add_argument("--tall", action="store_true", help="then: TALL layouts of the cached crops through frozen Lite0")
     lo.add_argument("--candidate", action="append", choices=CANDIDATES)
     lo.add_argument("--variant", action="append", choices=VARIANTS)
     lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
@@ -528,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         status = extract_tall(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
         logger.info("%s", {v: list(status.values()).count(v) for v in set(status.values())})
         return 0
-    status = extract(items, FaceVideoRecipe(views=args.views), args.cache, (i, n), crops=args.crops)
+    status = extract(items, FaceVideoRecipe(views=args.views), args.cache, (i, n))
     bad = {k: v for k, v in status.items() if v.startswith("error")}
     logger.info("%d videos: %d errors %s", len(status), len(bad), bad)
     return 0

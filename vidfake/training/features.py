@@ -279,6 +279,7 @@ def _patch_fn(npr: bool, n: int) -> Callable[[], FeatureFn]:
     return build
 
 
+MULTI_DIM = 4128  # Lite0's ``multi`` block: mean and std of 7 stages and the head (2 x (16+24+40+80+112+192+320+1280))
 SBI_VIEW_SEED = 0  # the blends' views repeat their originals' (default-seed) augmentations
 
 
@@ -286,6 +287,7 @@ def _patch_sbi_fn() -> FeatureFn:
     """``lite0_patches`` of a self-blended copy of each image with a face (SBI, one blend per file, seeded
     by its name); NaN rows where no face is found. The blend goes through the same validator-style views
     as its original, so the pair differs only by the blend. The heads use the blends of reals only."""
+    from vidfake.preprocessing.errors import MediaError
     from vidfake.preprocessing.faces import FaceTracker
     from vidfake.training.sbi import self_blend
 
@@ -295,17 +297,15 @@ def _patch_sbi_fn() -> FeatureFn:
     def fn(image, views, path):
         k = 1 + len(views)
         name = item_id(path)
-        empty = {"multi": np.full((k, 4128), np.nan, np.float32)}
         tracks = tracker.track(image[None], [0])
-        if not tracks or not tracks[0].present[0]:
-            return empty
-        try:
-            blended, _ = self_blend(image, tracks[0].landmarks[0], rng=np.random.default_rng(
-                [SBI_VIEW_SEED, _name_seed(name), 7]))
-        except Exception as e:  # a face hull too small to blend: no pair, not a failed extraction
-            logger.info("%s: not self-blended: %s", path, e)
-            return empty
-        return patches(blended, make_views(blended, name, ViewSpec(k, SBI_VIEW_SEED)), path)
+        if tracks and tracks[0].present[0]:
+            try:
+                blended, _ = self_blend(image, tracks[0].landmarks[0], rng=np.random.default_rng(
+                    [SBI_VIEW_SEED, _name_seed(name), 7]))
+                return patches(blended, make_views(blended, name, ViewSpec(k, SBI_VIEW_SEED)), path)
+            except MediaError as e:  # a face hull too small to blend: no pair, not a failed extraction
+                logger.info("%s: not self-blended: %s", path, e)
+        return {"multi": np.full((k, MULTI_DIM), np.nan, np.float32)}
 
     return fn
 

@@ -440,12 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("--aux-sbi: %d self-blended reals as extra fakes", int(real_face.sum()))
     with threadpool_limits(1):  # one core stays free for the others on a 2-core machine
         for cand in args.candidate or list(CANDIDATES):
-            name = f"{cand} +sbi" if aux is not None and cand != "shipped_detector" else cand
             if cand == "lite0_patches_sbi":  # blends of some items only: the --aux-sbi rows, not a candidate
                 continue
             if aux is not None and cand != "lite0_patches":
                 logger.warning("skipping %s: --aux-sbi blends are lite0_patches features", cand)
                 continue
+            name = f"{cand} +sbi" if aux is not None else cand
             todo = [h for h in ([None] if cand == "shipped_detector" else heads)
                     if (name, h or "reference") not in done]
             if not todo:

@@ -4,7 +4,7 @@ on real face frames and their self-blends only, then scored on face-video source
 Shiohara & Yamasaki (CVPR 2022) train on real faces and self-blended fakes only (no fake of any
 generator), which is what makes the detector generalise to unseen face swaps. Here (issue 16 (h)):
 
-- **Data.** The face-video crop cache (:func:`vidfake.training.facevideo.crop_one`): per real video, 16
+- **Data.** The face-video crop cache (:func:`vidfake.training.facevideo.extract_one`): per real video, 16
   clean frames in 4 runs, each as a wide crop (:data:`~vidfake.training.facevideo.WIDE_SCALE` times
   the face box) with its mediapipe landmarks. Only the reals of the *training* real groups are used; the
   other real groups and every fake group are held out.
@@ -133,6 +133,7 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
 
     from vidfake.detector import DetectorConfig
     from vidfake.temporal_models import create_model
+    from vidfake.training.features import _to_input
 
     torch.set_num_threads(threads)
     # fold -1: the train split of every real source (people held out, not sources): fakes stay unseen.
@@ -143,7 +144,7 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
     crop_scale, size = float(branch.crop_scale), int(branch.input_size)
     videos = _load_reals(train_groups, split)
     if not videos:
-        raise FileNotFoundError("no cached real face crops: run python -m vidfake.training.facevideo extract --crops")
+        raise FileNotFoundError("no cached real face crops: run python -m vidfake.training.facevideo extract")
     out.mkdir(parents=True, exist_ok=True)
     model = create_model("efficientnet_lite0_detector", imagenet_init=True).to(memory_format=torch.channels_last)
     # The runs in docs/loso_face_videos.md started from a zero head; the model's own ImageNet init (a head
@@ -179,8 +180,7 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
             x, y = sample(wide[t], lms[t], rng, crop_scale, size, how)
             xs.append(x)
             ys.append(y)
-        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
-        x = x.contiguous(memory_format=torch.channels_last).to(device)
+        x = _to_input(np.stack(xs)).contiguous(memory_format=torch.channels_last).to(device)
         loss = torch.nn.functional.cross_entropy(model(x), torch.tensor(ys, device=device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,11 +203,12 @@ def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, 
 def _frame_logits(model, crops: np.ndarray, batch: int = 32) -> np.ndarray:
     import torch
 
+    from vidfake.training.features import _to_input
+
     out = []
     with torch.inference_mode():
         for s in range(0, len(crops), batch):
-            x = torch.from_numpy(crops[s : s + batch]).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
-            z = model(x.contiguous(memory_format=torch.channels_last))
+            z = model(_to_input(crops[s : s + batch]).contiguous(memory_format=torch.channels_last))
             out.append((z[:, 1] - z[:, 0]).numpy())
     return np.concatenate(out)
 
