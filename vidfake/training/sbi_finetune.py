@@ -48,12 +48,13 @@ __all__ = ["degrade", "real_folds", "sample", "score_runs", "train"]
 FACE_SIDES = (48, 160)  # face crop side after a validator's 256 px resize of a 360-1080 p frame, in px
 
 
-def real_folds(n: int = 2) -> list[tuple[str, ...]]:
-    """The face-video real groups dealt into ``n`` folds as the LOSO protocol deals them."""
-    from vidfake.training.facevideo import face_video_items
+DEFAULT_DATA = os.environ.get("VIDFAKE_DATA", "../shared/data")
+
+
+def real_folds(items, groups, n: int = 2) -> list[tuple[str, ...]]:
+    """The face videos' real groups dealt into ``n`` folds as the LOSO protocol deals them."""
     from vidfake.training.loso import deal_real_folds
 
-    items, groups = face_video_items(os.environ.get("VIDFAKE_DATA", "../shared/data"))
     sizes: dict[str, int] = {}
     for it, g in zip(items, groups, strict=True):
         if it.label == 0:
@@ -112,11 +113,11 @@ def sample(wide: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, cr
     return degrade(_face_box(image, crop_scale, size), size, rng, how), label
 
 
-def _load_reals(groups: tuple[str, ...], split: str | None = None):
-    from vidfake.training.facevideo import cache_file, crops_dir, face_video_items
+def _load_reals(items, item_groups, groups: tuple[str, ...], split: str | None, cache: str | Path):
+    """The cached wide crops and landmarks of the real videos of ``groups`` (of ``split`` if given)."""
+    from vidfake.training.facevideo import cache_file, crops_dir
 
-    items, item_groups = face_video_items(os.environ.get("VIDFAKE_DATA", "../shared/data"))
-    folder = crops_dir(os.environ.get("VIDFAKE_FACEVIDEO_CACHE", "cache/facevideo"))
+    folder = crops_dir(cache)
     videos = []
     for it, g in zip(items, item_groups, strict=True):
         if it.label == 0 and g in groups and split in (None, it.split) and cache_file(folder, it).exists():
@@ -127,22 +128,25 @@ def _load_reals(groups: tuple[str, ...], split: str | None = None):
 
 def train(fold: int, steps: int, out: Path, *, folds: int = 2, batch: int = 16, lr: float = 2e-4,
           seed: int = 0, save_every: int = 50, threads: int = 1, how: str = "validator",
-          device: str = "cpu") -> Path:
+          device: str = "cpu", data: str | Path = DEFAULT_DATA, cache: str | Path = "cache/facevideo") -> Path:
     """Fine-tune on the reals of every real group outside fold ``fold`` and their self-blends."""
     import torch
 
     from vidfake.detector import DetectorConfig
     from vidfake.temporal_models import create_model
+    from vidfake.training.facevideo import face_video_items
     from vidfake.training.features import _to_input
 
     torch.set_num_threads(threads)
+    items, item_groups = face_video_items(data)
+    dealt = real_folds(items, item_groups, folds)
     # fold -1: the train split of every real source (people held out, not sources): fakes stay unseen.
-    held = real_folds(folds)[fold] if fold >= 0 else ()
-    train_groups = tuple(g for f in real_folds(folds) for g in f if g not in held)
+    held = dealt[fold] if fold >= 0 else ()
+    train_groups = tuple(g for f in dealt for g in f if g not in held)
     split = "train" if fold < 0 else None
     branch = DetectorConfig().branch("image2d")
     crop_scale, size = float(branch.crop_scale), int(branch.input_size)
-    videos = _load_reals(train_groups, split)
+    videos = _load_reals(items, item_groups, train_groups, split, cache)
     if not videos:
         raise FileNotFoundError("no cached real face crops: run python -m vidfake.training.facevideo extract")
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +217,8 @@ def _frame_logits(model, crops: np.ndarray, batch: int = 32) -> np.ndarray:
     return np.concatenate(out)
 
 
-def score_runs(runs: list[Path], out: Path, threads: int = 2) -> dict:
+def score_runs(runs: list[Path], out: Path, threads: int = 2, *, data: str | Path = DEFAULT_DATA,
+               cache: str | Path = "cache/facevideo") -> dict:
     """Score every cached face video with each run's model and report LOSO figures (see the docstring)."""
     import torch
     from safetensors.torch import load_file
@@ -223,8 +228,8 @@ def score_runs(runs: list[Path], out: Path, threads: int = 2) -> dict:
     from vidfake.training.facevideo import cache_file, crops_dir, face_video_items
 
     torch.set_num_threads(threads)
-    items, groups = face_video_items(os.environ.get("VIDFAKE_DATA", "../shared/data"))
-    folder = crops_dir(os.environ.get("VIDFAKE_FACEVIDEO_CACHE", "cache/facevideo"))
+    items, groups = face_video_items(data)
+    folder = crops_dir(cache)
     keep = [k for k, it in enumerate(items) if cache_file(folder, it).exists()]
     items, groups = [items[k] for k in keep], np.array([groups[k] for k in keep])
     labels = np.array([it.label for it in items])
@@ -287,13 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--run", type=Path, action="append", required=True)
     s.add_argument("--out", type=Path, default=Path("runs/loso_face_videos_sbi_finetune.json"))
     s.add_argument("--threads", type=int, default=2)
+    for q in (t, s):
+        q.add_argument("--data", default=DEFAULT_DATA, help="folder with manifest.csv (default: %(default)s)")
+        q.add_argument("--cache", default="cache/facevideo", help="face-video cache root (default: %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.step == "train":
         train(args.fold, args.steps, args.out, batch=args.batch, lr=args.lr, threads=args.threads, how=args.degrade,
-              device=args.device)
+              device=args.device, data=args.data, cache=args.cache)
     else:
-        score_runs(args.run, args.out, args.threads)
+        score_runs(args.run, args.out, args.threads, data=args.data, cache=args.cache)
     return 0
 
 
