@@ -214,6 +214,12 @@ def temporal_features(frames: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- appearance
+def safe_std(x: torch.Tensor, dim: Any, correction: int) -> torch.Tensor:
+    """``x.std`` with a zero gradient where the spread is 0 (a flat channel) instead of NaN: sqrt has an
+    infinite slope at 0, so the variance is clamped (a value change of 1e-15 at most)."""
+    return x.var(dim, correction=correction).clamp_min(1e-30).sqrt()
+
+
 class Lite0Trunk:
     """Frozen ImageNet EfficientNet-Lite0: per frame, mean and std over space of every stage (4128 values).
 
@@ -263,6 +269,22 @@ class Lite0Trunk:
             chunks = [self._maps(x) for x in self._inputs(frames, batch)]
         return [torch.cat([c[k] for c in chunks]).float() for k in range(len(chunks[0]))]
 
+    def features_graph(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`frame_features` as a differentiable function of the trunk's last map (for Grad-CAM).
+
+        Every earlier stage's statistics enter as constants; the last map's spatial mean and std are
+        torch operations on a leaf with ``requires_grad``. Build it under ``torch.enable_grad()``.
+
+        Returns:
+            ``(features (T, 4128) float32, last (T, 1280, 7, 7))``.
+        """
+        import torch
+
+        maps = self.stage_maps(frames)
+        last = maps[-1].detach().requires_grad_(True)
+        stats = [torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps[:-1]]
+        return torch.cat([*stats, last.mean((2, 3)), safe_std(last, (2, 3), 1)], 1), last
+
     def _inputs(self, frames: np.ndarray, batch: int):
         """Normalised ``(b, 3, 224, 224)`` channels-last batches of ``frames``."""
         import torch
@@ -305,6 +327,8 @@ def scene_head_path() -> Path:
 class SceneHead:
     """Standardised logistic regression: ``logit = bias + sum(coef * (x - mean) / scale)``.
 
+    The scene branch's head, and the still-image probe's (:mod:`vidfake.probe`).
+
     Attributes:
         features: feature blocks, in the order of ``x``.
         mean, scale, coef: ``(D,) float32``.
@@ -320,6 +344,14 @@ class SceneHead:
     def logits(self, blocks: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
         x = np.stack([np.concatenate([b[f] for f in self.features]) for b in blocks]).astype(np.float64)
         return ((x - self.mean) / self.scale) @ self.coef + self.bias
+
+    def logit_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` of one ``(D,)`` feature vector as a float64 torch operation (gradients flow to ``x``)."""
+        import torch
+
+        w = {k: torch.from_numpy(np.asarray(getattr(self, k), np.float64)).to(x.device)
+             for k in ("mean", "scale", "coef")}
+        return ((x.double() - w["mean"]) / w["scale"]) @ w["coef"] + self.bias
 
     def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
         from safetensors.numpy import save_file
@@ -462,20 +494,10 @@ class SceneBranch(Branch):
         if "lite0" not in m.head.features or m.trunk is None:
             raise ValueError(f"the scene head reads {m.head.features}: no trunk feature map to explain")
 
-        def std(x: torch.Tensor, dim: Any, correction: int) -> torch.Tensor:
-            # sqrt has an infinite slope at 0: clamp the variance (a value change of 1e-15 at most).
-            return x.var(dim, correction=correction).clamp_min(1e-30).sqrt()
-
-        maps = m.trunk.stage_maps(inputs.frames)
-        last = maps[-1].detach().requires_grad_(True)
-        stats = [torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps[:-1]]
-        per = torch.cat([*stats, last.mean((2, 3)), std(last, (2, 3), 1)], 1)  # (T, 4128)
-        blocks = {"lite0": torch.cat([per.mean(0), std(per, 0, 0)]).double(),
+        per, last = m.trunk.features_graph(inputs.frames)  # (T, 4128), differentiable in the last map
+        blocks = {"lite0": torch.cat([per.mean(0), safe_std(per, 0, 0)]).double(),
                   "temporal": torch.from_numpy(temporal_features(inputs.frames)).double().to(per.device)}
-        x = torch.cat([blocks[f] for f in m.head.features])
-        head = {k: torch.from_numpy(np.asarray(getattr(m.head, k), np.float64)).to(per.device)
-                for k in ("mean", "scale", "coef")}
-        return ((x - head["mean"]) / head["scale"]) @ head["coef"] + m.head.bias, last
+        return m.head.logit_tensor(torch.cat([blocks[f] for f in m.head.features])), last
 
     def gradcam(self, inputs: SceneInput) -> np.ndarray:
         """Grad-CAM of one window's fake log-odds over the trunk's last feature map of each frame.
