@@ -470,3 +470,23 @@ def test_cli_exports_and_checks(tmp_path, packages, capsys):
     assert main(["--check", str(broken)]) == 1
     assert "not a model package" in capsys.readouterr().out
 
+
+
+def test_probe_image_export(tmp_path):
+    """The image probe (frozen trunk, standardised stage statistics, logistic head) exports with its
+    calibration folded in, and gives the detector's calibrated still-image probability."""
+    from vidfake.detector import Detector, FusionParams
+    from vidfake.probe import PROBE_FILE
+
+    det = Detector.from_pretrained("tiny", image_probe=PROBE_FILE,
+                                   fusion=FusionParams(image_temperature=1.7, image_bias=0.25))
+    r = export_package(det, tmp_path / "probe", modality="image", size=224)
+    assert r.arch["image"]["pool"] == "stage_stats" and r.arch["image"]["head_dim"] == 4128
+    assert det.still_model_name in r.source_models and "probe trunk" in " ".join(r.source_models)
+    model, _ = load_package_model(r.folder)
+    images = np.random.default_rng(10).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    expected = [det.config.fusion.calibrate_image(float(z)) for z in det.image_logits(list(images), already_sized=True)]
+    np.testing.assert_allclose(_p_fake(model, images.transpose(0, 3, 1, 2)), expected, atol=1e-4)
+    bf16 = export_package(det, tmp_path / "probe16", modality="image", size=224, dtype="bfloat16")
+    model16, _ = load_package_model(bf16.folder)
+    np.testing.assert_allclose(_p_fake(model16, images.transpose(0, 3, 1, 2)), expected, atol=0.05)

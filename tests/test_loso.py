@@ -198,3 +198,71 @@ def test_reference_row_uses_the_logit_untrained():
     x[0, 0, 0] = -3.0  # one fake below every real on the clean view
     r = evaluate(x, labels, groups, None, real_folds=1)
     assert not r.loso and r.fake_groups[0].auc_clean == 0.75 and r.fake_groups[0].auc_validator == 1.0
+
+
+def test_source_projection_removes_what_tells_sources_of_a_label_apart():
+    from sklearn.metrics import roc_auc_score
+
+    from vidfake.training.loso import HEADS, SourceProjection
+
+    rng = np.random.default_rng(0)
+
+    def make(n, label, art):
+        x = rng.normal(0, 0.3, (n, 6))
+        x[:, 0] += 0.15 if label else -0.15  # the trace: weak, the same in every source
+        x[:, 1] += 2.0 if art else -2.0  # the content: art or photo, strong
+        return x
+
+    # Training: fakes mostly art, reals mostly photo, so content predicts the label there.
+    parts = [(make(300, 1, True), 1, "f_art"), (make(60, 1, False), 1, "f_photo"),
+             (make(60, 0, True), 0, "r_art"), (make(300, 0, False), 0, "r_photo")]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([[p[1]] * len(p[0]) for p in parts])
+    g = np.concatenate([[p[2]] * len(p[0]) for p in parts])
+    nap = HEADS["logreg_nap"]().fit(x, y, g)
+    assert isinstance(nap, SourceProjection)
+    # The strongest direction removed is the content axis (the others are the group means' noise).
+    assert abs(nap.basis[0, 1]) > 0.95
+    # Unseen sources with the content flipped: photo fakes against art reals.
+    xt = np.concatenate([make(200, 1, False), make(200, 0, True)])
+    yt = np.array([1] * 200 + [0] * 200)
+    plain = HEADS["logreg"]().fit(x, y)
+    assert roc_auc_score(yt, plain.predict_proba(xt)[:, 1]) < 0.5  # it learned the content
+    assert roc_auc_score(yt, nap.predict_proba(xt)[:, 1]) > 0.65  # the trace alone allows 0.76
+
+
+def test_tail_on_cached_maps_is_the_recipe_model():
+    import torch
+
+    from vidfake.training.config import load_train_config
+    from vidfake.training.tail import RECIPE, _tail_module
+
+    tail = _tail_module(load_train_config(RECIPE)).eval()
+    image = (np.random.default_rng(0).random((300, 260, 3)) * 255).astype(np.uint8)
+    maps = F.EXTRACTORS["lite0_stage5"].build()(image, [], Path("x.jpg"))["map"]
+    assert maps.shape == (1, 192 * 7 * 7)
+    x = F._to_input(F.global_view(image, 0)[None], 224)  # view 0: the validators' level 0, then 224 px
+    with torch.inference_mode():
+        full = tail.net(x)  # the whole model on the image: frozen part included
+        cut = tail(torch.from_numpy(maps))  # the trainable part on the cached map
+    # The extractor's backbone and the recipe's model share the ImageNet weights of every frozen layer.
+    torch.testing.assert_close(cut, full, atol=1e-4, rtol=1e-4)
+    # Only the recipe's layers train.
+    names = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks") else "")
+             for n, p in tail.net.named_parameters() if p.requires_grad}
+    assert names == {"blocks.6", "conv_head", "bn2", "classifier"}
+
+
+def test_tail_finetune_learns_and_rejects_other_features():
+    from sklearn.metrics import roc_auc_score
+
+    from vidfake.training.tail import TailFinetune
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 80)
+    x = rng.normal(0, 1, (160, 192 * 49)).astype(np.float32)
+    x[y == 1, :192 * 10] += 1.0
+    head = TailFinetune(epochs=1).fit(x, y)
+    assert roc_auc_score(y, head.predict_proba(x)[:, 1]) > 0.9
+    with pytest.raises(ValueError, match="lite0_stage5"):
+        head.predict_proba(np.zeros((2, 4128), np.float32))

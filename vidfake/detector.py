@@ -167,6 +167,10 @@ class DetectorConfig:
             that join the built-in branches as ``hf_image``/``hf_video`` (see :mod:`vidfake.hub`).
         label_map: real/fake names for the hub models' labels (``"LABEL_0=real,LABEL_1=fake"`` or a
             mapping), where the built-in name table does not know them.
+        image_probe: head file (in ``weights_dir``) of the still-image probe (:mod:`vidfake.probe`):
+            still images are scored by it instead of ``image_model``, which keeps the video frames.
+            ``None``: ``image_model`` scores both. The probe's trunk is always the offline ImageNet Lite0,
+            whatever ``pretrained`` says (``weights_dir`` unset: the shipped package folder).
     """
 
     image_model: str = "efficientnet_lite0_detector"
@@ -186,6 +190,7 @@ class DetectorConfig:
     hf_image_model: str | None = None
     hf_video_model: str | None = None
     label_map: dict[str, str] | str | None = None
+    image_probe: str | None = None
 
     @property
     def hub_models(self) -> dict[str, str]:
@@ -298,6 +303,12 @@ class Detector:
             # Networks are built on first use: a still image never pays for the video branches.
             self.branches[branch] = make_branch(branch, get_config(name), device=self.device,
                                                 loader=functools.partial(self._load_model, branch, name, ckpt))
+        self.still = None  # the still-image probe, when configured (vidfake.probe)
+        if self.config.image_probe:
+            from vidfake.probe import ImageProbe
+
+            self.still = ImageProbe(weights_dir / self.config.image_probe, device=self.device)
+            self.identity[self.still.name] = _file_identity(self.still.head_path)
         if SCENE in self.config.branches:
             from vidfake.scene import SCENE_HEAD_FILE, load_scene_branch
 
@@ -349,6 +360,8 @@ class Detector:
         """
         for b in branches or list(self.branches):
             _ = self.branches[b].model
+        if self.still is not None and (branches is None or "image2d" in branches):
+            self.still.load()
         return self
 
     # ------------------------------------------------------------------ construction helpers
@@ -480,8 +493,9 @@ class Detector:
         # The fitted image calibration covers the 2D detector only: hub branches are always averaged in.
         p, weights = FusionParams.average_in(p2d, hub, {"image2d": 1.0 / (1 + len(hub))})
         probs = {"image2d": p2d, **hub}
+        names = {**self.model_names, "image2d": self.still_model_name}
         branches = tuple(
-            BranchScore(b, probs[b], "ok", self.model_names[b], weights[b]) if b in probs
+            BranchScore(b, probs[b], "ok", names[b], weights[b]) if b in probs
             else BranchScore(b, None, "skipped: not requested" if b == "hf_image" else "skipped: still image",
                              self.model_names[b])
             for b in self.branch_names)
@@ -491,7 +505,7 @@ class Detector:
             three_class=three_class_vector(p, self.config.fusion.image_semi_share),
             branches=branches, frames=(FrameScore(0, 0.0, p2d, False),), frames_used=1, num_frames=1,
             width=int(image.shape[1]), height=int(image.shape[0]),
-            models={self.model_names[b]: self.identity[self.model_names[b]] for b in probs},
+            models={names[b]: self.identity[names[b]] for b in probs},
             warnings=self._unfitted_warning(list(hub)),
         )
 
@@ -677,9 +691,16 @@ class Detector:
         return "ok", out
 
     # ------------------------------------------------------------------ model plumbing
+    @property
+    def still_model_name(self) -> str:
+        """What scores still images: the image probe's name, or the 2D model's."""
+        return self.still.name if self.still is not None else self.model_names["image2d"]
+
     def image_logits(self, images: Sequence[np.ndarray], already_sized: bool = False) -> np.ndarray:
-        """Raw fake log-odds of the 2D detector for ``(H, W, 3) uint8`` images (before calibration)."""
-        return self.branches["image2d"].image_logits(images, already_sized=already_sized)
+        """Raw fake log-odds of still images, ``(H, W, 3) uint8`` (before calibration): the image probe's
+        where one is configured, else the 2D detector's. ``already_sized``: the images are 224 x 224."""
+        scorer = self.still if self.still is not None else self.branches["image2d"]
+        return scorer.image_logits(images, already_sized=already_sized)
 
 
 def _on_fused_scale(fusion: FusionParams, branch: str, p: float) -> float:

@@ -536,14 +536,17 @@ def gradcam_tall(detector: Detector, layouts: np.ndarray) -> np.ndarray:
 
 
 def gradcam_image(detector: Detector, image: np.ndarray) -> np.ndarray:
-    """Grad-CAM of the 2D detector over a still image, mapped back onto the image.
+    """Grad-CAM of the still-image detector over a still image, mapped back onto the image.
+
+    The detector's image probe where it has one (:meth:`vidfake.probe.ImageProbe.gradcam`, over the
+    frozen trunk's last map), else its 2D model.
 
     The image goes through the same resize and centre crop as in detection; the map is pasted back
     over the region the model saw, and the parts it did not see (beyond the centre square of a
     non-square image) are 0.
 
     Args:
-        detector: a detector (its ``"image2d"`` model).
+        detector: a detector (its image probe, or its ``"image2d"`` model).
         image: ``(H, W, 3)`` uint8 RGB [0, 255].
 
     Returns:
@@ -557,9 +560,13 @@ def gradcam_image(detector: Detector, image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
         raise ValueError(f"gradcam_image: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    branch = _branch(detector, "image2d")
-    cam = _batched_gradcam(detector, branch.prepare_image(image)[None], "image2d")[0]
-    box = branch.view_box(image.shape[0], image.shape[1])
+    if detector.still is not None:  # the image probe scores still images (vidfake.probe)
+        cam = detector.still.gradcam(detector.still.prepare_image(image))
+        box = detector.still.view_box(image.shape[0], image.shape[1])
+    else:
+        branch = _branch(detector, "image2d")
+        cam = _batched_gradcam(detector, branch.prepare_image(image)[None], "image2d")[0]
+        box = branch.view_box(image.shape[0], image.shape[1])
     return np.clip(heatmap_to_frame(cam, box, image.shape), 0.0, 1.0)
 
 
@@ -814,7 +821,7 @@ def _write_heatmaps(result: DetectionResult, details: Details, detector: Detecto
         heat = gradcam_image(detector, details.image)
         _plot_image_heatmap(details.image, heat, f"{_mpl_text(_display_name(result.source))}: p(fake) = "
                             f"{result.probability_fake:.3f}", path)
-        return ("Grad-CAM of the 2D detector's fake log-odds over the region of the image the model saw "
+        return ("Grad-CAM of the still-image detector's fake log-odds over the region of the image the model saw "
                 "(red: strongest evidence for fake; relative to this image's maximum).")
     heatmaps = video_heatmaps(result, details, detector)
     if heatmaps is None:

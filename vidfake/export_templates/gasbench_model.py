@@ -13,8 +13,9 @@ or fused (video) log-odds of fake. ``self.classifier`` is the final ``nn.Linear`
 pooled embedding (image: the 2D network's features; video: mean 2D features over frames beside mean
 TALL features over clips), into which the per-branch heads, calibration and fusion are folded exactly.
 
-Image: the 2D detector (EfficientNet-Lite0 or NPR) on the whole image, centre-cropped square and
-resized to its input size with area averaging.
+Image: the 2D detector (EfficientNet-Lite0 or NPR), or vidfake's image probe (a frozen ImageNet
+EfficientNet-Lite0's per-stage spatial mean and std, standardised, into a logistic head), on the whole
+image, centre-cropped square and resized to its input size with area averaging.
 Video: face crops (x``face_scale`` square around the largest frontal face found by OpenCV's Haar
 cascade, centre moved down ``face_shift_y`` face sides to where landmark boxes centre, carried in the weights file; whole frames when ``face_crop`` is ``"none"`` or no face is found
 in the clip) -> the 2D detector on every frame, and TALL-Swin on 2x2 layouts of each 4 consecutive
@@ -121,6 +122,18 @@ def build_image_net(arch):
     if arch["family"] == "npr":
         return NPRResNet(layers=tuple(arch["layers"]), channels=tuple(arch["channels"]), num_classes=0)
     raise ValueError(f"unknown 2D family {arch['family']!r}")
+
+
+def stage_stats(net, x):
+    """Spatial mean and std of every stage's output of a Lite EfficientNet, then of its head convolution's
+    (vidfake's ``Lite0Trunk.frame_features``): ``(B, 3, S, S)`` normalised -> ``(B, F)`` float32."""
+    y = net.bn1(net.conv_stem(x))
+    maps = []
+    for stage in net.blocks:
+        y = stage(y)
+        maps.append(y)
+    maps.append(net.bn2(net.conv_head(y)))
+    return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1).float()
 
 
 def build_tall_net(arch):
@@ -324,15 +337,7 @@ class SceneDetector(nn.Module):
                           for f in frames])
         param = self.trunk.conv_stem.weight
         x = torch.from_numpy(sized).to(param.device).permute(0, 3, 1, 2).float()
-        x = ((x - self.pixel_mean) / self.pixel_std).to(param.dtype)
-        m = self.trunk
-        y = m.bn1(m.conv_stem(x))
-        maps = []
-        for stage in m.blocks:
-            y = stage(y)
-            maps.append(y)
-        maps.append(m.bn2(m.conv_head(y)))
-        return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1).float()
+        return stage_stats(self.trunk, ((x - self.pixel_mean) / self.pixel_std).to(param.dtype))
 
     def window_logit(self, frames):
         """One window of wire frames ``(L, S, S, 3) uint8`` -> the head's log-odds (float64 scalar tensor)."""
@@ -362,22 +367,40 @@ class SceneDetector(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- detectors
 class ImageDetector(nn.Module):
-    """``[B, 3, H, W]`` uint8 RGB -> logits ``[B, 2]`` (``[0, z]``, ``z`` the calibrated log-odds of fake)."""
+    """``[B, 3, H, W]`` uint8 RGB -> logits ``[B, 2]`` (``[0, z]``, ``z`` the calibrated log-odds of fake).
+
+    With ``ARCH["image"]["pool"] == "stage_stats"`` (vidfake's image probe) the embedding is the frozen
+    network's :func:`stage_stats`, standardised by ``feat_mean`` / ``feat_scale`` in float32, and the
+    classifier holds the probe's logistic regression with its calibration folded in; otherwise it is the
+    2D detector's pooled features.
+    """
 
     def __init__(self, arch, num_classes=2):
         super().__init__()
         self.arch = arch
         self.size = int(arch["image"]["input_size"])
         self.net = build_image_net(arch["image"])
-        self.classifier = nn.Linear(self.net.num_features, num_classes)
+        self.stage_stats = arch["image"].get("pool") == "stage_stats"
+        dim = int(arch["image"]["head_dim"]) if self.stage_stats else self.net.num_features
+        self.classifier = nn.Linear(dim, num_classes)
+        if self.stage_stats:
+            self.register_buffer("feat_mean", torch.zeros(dim))
+            self.register_buffer("feat_scale", torch.ones(dim))
         self.register_buffer("mean", _stats(arch["image"]["mean"]), persistent=False)
         self.register_buffer("std", _stats(arch["image"]["std"]), persistent=False)
 
-    def forward(self, x):
+    def features(self, x):
+        """``[B, 3, H, W]`` uint8 -> the classifier's input, before standardisation."""
         dtype = self.classifier.weight.dtype
         x = square_resize(x.float(), self.size)
         x = ((x - self.mean) / self.std).to(dtype)
-        return self.classifier(self.net(x))
+        return stage_stats(self.net, x) if self.stage_stats else self.net(x)
+
+    def forward(self, x):
+        feats = self.features(x)
+        if self.stage_stats:
+            feats = ((feats.float() - self.feat_mean.float()) / self.feat_scale.float()).to(self.classifier.weight.dtype)
+        return self.classifier(feats)
 
 
 class VideoDetector(nn.Module):
@@ -538,5 +561,5 @@ def load_model(weights_path: str, num_classes: int = 2) -> nn.Module:
     return detector
 
 
-__all__ = ["ARCH", "ImageDetector", "SceneDetector", "VideoDetector", "load_model", "temporal_features",
-           "wire_frames"]
+__all__ = ["ARCH", "ImageDetector", "SceneDetector", "VideoDetector", "load_model", "stage_stats",
+           "temporal_features", "wire_frames"]

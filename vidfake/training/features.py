@@ -36,15 +36,22 @@ its forward pass, and a *candidate* is ``<extractor>:<block>``, see :data:`CANDI
 - ``lite0_patches_sbi``: ``lite0_patches`` of a self-blended copy of every image with a face
   (:func:`vidfake.training.sbi.self_blend`; NaN rows for the rest): extra fakes for the LOSO heads
   (``loso --aux-sbi``) that differ from their reals only by a blending boundary;
+- ``lite0_stage5``: the same global view through the ImageNet Lite0 up to the end of its sixth stage
+  (``blocks.5``, 192 x 7 x 7 values): the input of the layers the shipped 2D recipe trains
+  (``configs/train_image2d.yaml``: ``blocks.6``, ``conv_head``, ``bn2``, ``classifier``), so that recipe
+  can be rerun per LOSO fold from cache (:mod:`vidfake.training.tail`);
+- ``lite0_sbi``: ``lite0``'s ``multi`` block of the same self-blended copies (global view, K = 3), the
+  extra fakes for ``lite0_multi`` heads;
 - ``spectrum``: azimuthally averaged log power spectrum of the grey high-pass residual (image minus a
   3 x 3 box blur) of the native centre crop, 64 radial bins: a non-learned baseline;
 - ``confounds``: no pixels, the format cues the data README warns about. Block ``size`` (width, height,
   log aspect, |log aspect|, square or not, log pixel count) and block ``jpeg`` (log bytes, bits per pixel,
   mean luma quantiser). On augmented views these are measured on what the miner receives (256 x 256,
   re-encoded at JPEG 75), so they show what the validators' augmentation leaves of each cue;
-- ``shipped``: the shipped 2D detector's fake log-odds
-  (:meth:`vidfake.detector.Detector.image_logits`), one value per view. A reference, not a candidate
-  for LOSO: it was trained on all sources.
+- ``shipped``: the shipped detector's still-image fake log-odds
+  (:meth:`vidfake.detector.Detector.image_logits`: the image probe where ``detector.json`` names one,
+  else the 2D model), one value per view; the cache key follows whichever it is. A reference, not a
+  candidate for LOSO: it was trained on all sources.
 
     python -m vidfake.training.features --data ../shared/data --extractor lite0 --views 3 --limit 20
 """
@@ -279,35 +286,61 @@ def _patch_fn(npr: bool, n: int) -> Callable[[], FeatureFn]:
     return build
 
 
+TAIL_START = 6  # the shipped recipe trains blocks.6 onwards; lite0_stage5 caches what feeds it
+
+
+def _stage5_fn() -> FeatureFn:
+    import torch
+
+    bb = _lite0_backbone()
+
+    def fn(image, views, path):
+        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
+        x = _to_input(batch, bb.size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = bb.model.bn1(bb.model.conv_stem(x))
+            for stage in bb.model.blocks[:TAIL_START]:
+                y = stage(y)
+        return {"map": y.contiguous().flatten(1).numpy()}
+
+    return fn
+
+
 MULTI_DIM = 4128  # Lite0's ``multi`` block: mean and std of 7 stages and the head (2 x (16+24+40+80+112+192+320+1280))
 SBI_VIEW_SEED = 0  # the blends' views repeat their originals' (default-seed) augmentations
 
 
-def _patch_sbi_fn() -> FeatureFn:
-    """``lite0_patches`` of a self-blended copy of each image with a face (SBI, one blend per file, seeded
-    by its name); NaN rows where no face is found. The blend goes through the same validator-style views
-    as its original, so the pair differs only by the blend. The heads use the blends of reals only."""
-    from vidfake.preprocessing.errors import MediaError
-    from vidfake.preprocessing.faces import FaceTracker
-    from vidfake.training.sbi import self_blend
+def _sbi_fn(inner: Callable[[], FeatureFn]) -> Callable[[], FeatureFn]:
+    """The ``multi`` block of ``inner``'s features of a self-blended copy of each image with a face (SBI,
+    one blend per file, seeded by its name); NaN rows where no face is found. The blend goes through the
+    same validator-style views as its original, so the pair differs only by the blend. The heads use the
+    blends of reals only (``loso --aux-sbi``)."""
 
-    patches = _patch_fn(False, PATCH_CROPS)()
-    tracker = FaceTracker(max_faces=1)
+    def build() -> FeatureFn:
+        from vidfake.preprocessing.errors import MediaError
+        from vidfake.preprocessing.faces import FaceTracker
+        from vidfake.training.sbi import self_blend
 
-    def fn(image, views, path):
-        k = 1 + len(views)
-        name = item_id(path)
-        tracks = tracker.track(image[None], [0])
-        if tracks and tracks[0].present[0]:
-            try:
-                blended, _ = self_blend(image, tracks[0].landmarks[0], rng=np.random.default_rng(
-                    [SBI_VIEW_SEED, _name_seed(name), 7]))
-                return patches(blended, make_views(blended, name, ViewSpec(k, SBI_VIEW_SEED)), path)
-            except MediaError as e:  # a face hull too small to blend: no pair, not a failed extraction
-                logger.info("%s: not self-blended: %s", path, e)
-        return {"multi": np.full((k, MULTI_DIM), np.nan, np.float32)}
+        features = inner()
+        tracker = FaceTracker(max_faces=1)
 
-    return fn
+        def fn(image, views, path):
+            k = 1 + len(views)
+            name = item_id(path)
+            tracks = tracker.track(image[None], [0])
+            if tracks and tracks[0].present[0]:
+                try:
+                    blended, _ = self_blend(image, tracks[0].landmarks[0], rng=np.random.default_rng(
+                        [SBI_VIEW_SEED, _name_seed(name), 7]))
+                    out = features(blended, make_views(blended, name, ViewSpec(k, SBI_VIEW_SEED)), path)
+                    return {"multi": out["multi"]}
+                except MediaError as e:  # a face hull too small to blend: no pair, not a failed extraction
+                    logger.info("%s: not self-blended: %s", path, e)
+            return {"multi": np.full((k, MULTI_DIM), np.nan, np.float32)}
+
+        return fn
+
+    return build
 
 
 def _spectrum(gray: np.ndarray, bins: int = 64) -> np.ndarray:
@@ -418,9 +451,17 @@ def _lite0_sha() -> str:
 
 
 def _shipped_sha() -> str:
+    """Identity of what scores the shipped detector's still images: the image probe's head file where
+    ``detector.json`` names one (:mod:`vidfake.probe`), else the 2D model's weights."""
+    import hashlib
+
+    from vidfake.detector import DETECTOR_FILE, DetectorConfig, shipped_weights_dir
     from vidfake.temporal_models import get_config
 
-    return get_config("efficientnet_lite0_detector").weights_sha256 or "unknown"
+    cfg = DetectorConfig.from_file(shipped_weights_dir() / DETECTOR_FILE)
+    if cfg.image_probe:
+        return "probe:" + hashlib.sha256((shipped_weights_dir() / cfg.image_probe).read_bytes()).hexdigest()
+    return get_config(cfg.image_model).weights_sha256 or "unknown"
 
 
 _GLOBAL = {"view0": "centre square, 256 px bilinear, JPEG 75 (validator level 0)", "resize": "area"}
@@ -442,11 +483,18 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
               _global_fn(_lite2_backbone), lambda: LITE2_SHA256),
     Extractor("lite0_patches_sbi", "tf_efficientnet_lite0 ImageNet", ("multi",),
               {**_PATCH, "size": 224, "norm": "0.5/0.5", "sbi": "self_blend of real images with a face",
-               "view_seed": SBI_VIEW_SEED}, lambda: _patch_sbi_fn(), _lite0_sha, views=2),
+               "view_seed": SBI_VIEW_SEED}, _sbi_fn(_patch_fn(False, PATCH_CROPS)), _lite0_sha, views=2),
+    Extractor("lite0_sbi", "tf_efficientnet_lite0 ImageNet", ("multi",),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "multi": "mean+std of 7 stages + head",
+               "sbi": "self_blend of real images with a face", "view_seed": SBI_VIEW_SEED},
+              _sbi_fn(_global_fn(_lite0_backbone)), _lite0_sha),
+    Extractor("lite0_stage5", "tf_efficientnet_lite0 ImageNet", ("map",),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "map": f"output of blocks.{TAIL_START - 1}, flattened"},
+              lambda: _stage5_fn(), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),
-    Extractor("shipped", "efficientnet_lite0_detector (shipped)", ("logit",),
+    Extractor("shipped", "the shipped detector's still-image scorer", ("logit",),
               {"input": "Detector.image_logits"}, _shipped_fn, _shipped_sha),
 ]}
 
@@ -457,6 +505,8 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "lite0_patches": ("lite0_patches", "multi"),
     "lite0_npr": ("lite0_npr", "multi"),
     "lite0_patches_sbi": ("lite0_patches_sbi", "multi"),
+    "lite0_multi_sbi": ("lite0_sbi", "multi"),
+    "lite0_stage5": ("lite0_stage5", "map"),
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),

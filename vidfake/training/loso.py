@@ -26,7 +26,8 @@ Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class
 ``logreg_cv`` (``C`` picked by group k-fold inside the training part of each fold), ``logreg_groupbal``
 (``logreg`` with every source group of a label weighted alike: :func:`group_balanced_weights`), ``mlp``
 (standardised, PCA to at most 128 whitened components fitted on the training part, one hidden layer
-of 128 units). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
+of 128 units), ``finetune_tail`` (the shipped 2D recipe's trainable layers fitted per fold on the
+``lite0_stage5`` candidate: :mod:`vidfake.training.tail`). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
 candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
 is scored with no training (its logit is the score) as a *reference*: it saw every source, so its row
 is not a LOSO figure.
@@ -63,6 +64,9 @@ __all__ = [
     "make_folds",
     "markdown_table",
 ]
+
+# Candidate -> the candidate holding the same features of self-blended copies (loso --aux-sbi).
+AUX_SBI = {"lite0_patches": "lite0_patches_sbi", "lite0_multi": "lite0_multi_sbi"}
 
 # Two real folds: each head holds out half the real groups (about 490 reals). Four folds cost twice the
 # fits (lite0_last + logreg: 206 s for 56 fits on a shared 2-core CPU) for slightly more training reals.
@@ -195,8 +199,59 @@ def _logreg_balanced():
     return GroupBalanced(lambda: _logreg(class_weight=None))  # the weights balance the labels already
 
 
+class SourceProjection:
+    """Logistic regression on features with the directions that tell *sources of one label* apart removed.
+
+    Nuisance attribute projection (as speaker verification removes channel directions): after
+    standardising, each training source group's mean is taken relative to the mean of its label's group
+    means; the top right singular vectors of those offsets span what differs between sources whose label
+    is the same (subject matter, style, format), and are projected out before a group-balanced logistic
+    regression. The label direction itself survives unless it lies in that span. ``rank`` caps how many
+    directions go (``None``: all the offsets span, at most the number of training groups minus 2).
+    """
+
+    takes_groups = True
+
+    def __init__(self, rank: int | None = None):
+        self.rank = rank
+        self.model = _logreg(class_weight=None)
+
+    def _project(self, x):
+        z = self.scaler.transform(x)
+        return z - (z @ self.basis.T) @ self.basis
+
+    def fit(self, x, y, groups):
+        from sklearn.preprocessing import StandardScaler
+
+        y, groups = np.asarray(y), np.asarray(groups).astype(str)
+        self.scaler = StandardScaler().fit(x)
+        z = self.scaler.transform(x)
+        offsets = []
+        for label in np.unique(y):
+            names = np.unique(groups[y == label])
+            means = np.stack([z[(y == label) & (groups == g)].mean(0) for g in names])
+            offsets.append(means - means.mean(0))
+        _, sv, vt = np.linalg.svd(np.concatenate(offsets), full_matrices=False)
+        keep = int((sv > 1e-6 * sv[0]).sum())
+        self.basis = vt[: keep if self.rank is None else min(self.rank, keep)]
+        step = self.model.steps[-1][0]
+        self.model.fit(z - (z @ self.basis.T) @ self.basis, y,
+                       **{f"{step}__sample_weight": group_balanced_weights(y, groups)})
+        return self
+
+    def predict_proba(self, x):
+        return self.model.predict_proba(self._project(x))
+
+
+def _finetune_tail():
+    from vidfake.training.tail import TailFinetune
+
+    return TailFinetune()
+
+
 HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp,
-                                          "logreg_groupbal": _logreg_balanced}
+                                          "logreg_groupbal": _logreg_balanced, "finetune_tail": _finetune_tail,
+                                          "logreg_nap": SourceProjection}
 
 
 def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -411,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON report (default: runs/loso_images_<date>.json)")
     p.add_argument("--resume", action="store_true", help="keep rows already in --out, run the others")
     p.add_argument("--aux-sbi", action="store_true",
-                   help="also train on self-blends of the training reals that have a face (candidate "
-                        "lite0_patches_sbi, whose features must be cached) as extra fakes; rows are named "
+                   help="also train on self-blends of the training reals that have a face as extra fakes "
+                        "(the candidate's blend features, AUX_SBI, must be cached); rows are named "
                         "'<candidate> +sbi'")
     p.add_argument("--per-group", action="append", default=[], metavar="CANDIDATE:HEAD",
                    help="also print per-group AUCs of this candidate and head")
@@ -432,19 +487,23 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     results = _read_results(out, args.real_folds) if args.resume else []
     done = {(r.candidate, r.head) for r in results}
-    aux = None
-    if args.aux_sbi:
-        blends = load_features(items, "lite0_patches_sbi", root=args.cache)
-        real_face = (labels == 0) & np.isfinite(blends).all(axis=(1, 2))
-        aux = (blends[real_face], np.asarray(groups)[real_face])
-        logger.info("--aux-sbi: %d self-blended reals as extra fakes", int(real_face.sum()))
     with threadpool_limits(1):  # one core stays free for the others on a 2-core machine
         for cand in args.candidate or list(CANDIDATES):
-            if cand == "lite0_patches_sbi":  # blends of some items only: the --aux-sbi rows, not a candidate
+            if cand in AUX_SBI.values():  # blends of some items only: the --aux-sbi rows, not a candidate
                 continue
-            if aux is not None and cand != "lite0_patches":
-                logger.warning("skipping %s: --aux-sbi blends are lite0_patches features", cand)
-                continue
+            aux = None
+            if args.aux_sbi:
+                if cand not in AUX_SBI:
+                    logger.warning("skipping %s: --aux-sbi has blends for %s only", cand, sorted(AUX_SBI))
+                    continue
+                try:
+                    blends = load_features(items, AUX_SBI[cand], root=args.cache)
+                except KeyError as e:
+                    logger.warning("skipping %s: %s", cand, e)
+                    continue
+                real_face = (labels == 0) & np.isfinite(blends).all(axis=(1, 2))
+                aux = (blends[real_face], np.asarray(groups)[real_face])
+                logger.info("--aux-sbi: %d self-blended reals as extra fakes", int(real_face.sum()))
             name = f"{cand} +sbi" if aux is not None else cand
             todo = [h for h in ([None] if cand == "shipped_detector" else heads)
                     if (name, h or "reference") not in done]

@@ -1,0 +1,105 @@
+"""The still-image probe (vidfake.probe): the LOSO candidate it ships, its detector path, its training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidfake.probe import PROBE_FILE, ImageProbe, probe_path
+from vidfake.scene import SceneHead
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return ImageProbe().load()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from vidfake.detector import Detector
+
+    return Detector()
+
+
+def _image(seed: int, h: int = 300, w: int = 420) -> np.ndarray:
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_missing_or_foreign_head_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        ImageProbe(tmp_path / "nope.safetensors")
+    foreign = tmp_path / "scene_like.safetensors"
+    SceneHead(("lite0", "temporal"), np.zeros(3), np.ones(3), np.zeros(3), 0.0).save(foreign)
+    with pytest.raises(ValueError, match="scene_like.safetensors"):
+        ImageProbe(foreign).image_logits([_image(0)])
+
+
+def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
+    """The shipped head reads what the LOSO cache calls lite0_multi: same features, same logit."""
+    from vidfake.training import features as F
+    from vidfake.training.probe import CANDIDATE
+
+    ex_name, block = F.CANDIDATES[CANDIDATE]
+    image = _image(1)
+    cached = F.EXTRACTORS[ex_name].build()(image, [], Path("x.jpg"))[block][0]  # view 0: level-0 wire input
+    head = SceneHead.load(probe_path())
+    expected = head.logits([{"multi": cached}])[0]
+    got = probe.image_logits([F.global_view(image, 0)])[0]
+    assert got == pytest.approx(expected, abs=1e-3)
+
+
+def test_shipped_detector_scores_stills_with_the_probe(shipped, probe):
+    assert shipped.config.image_probe == PROBE_FILE and shipped.still is not None
+    image = _image(2)
+    r = shipped.detect(image, kind="image")
+    z = float(probe.image_logits([image])[0])
+    assert r.probability_fake == pytest.approx(shipped.config.fusion.calibrate_image(z), abs=1e-6)
+    branch = next(b for b in r.branches if b.name == "image2d")
+    assert branch.model == shipped.still_model_name == Path(PROBE_FILE).stem
+    assert r.models == {shipped.still_model_name: shipped.identity[shipped.still_model_name]}
+    # Video frames keep the fine-tuned 2D model.
+    assert shipped.model_names["image2d"] == shipped.config.image_model != shipped.still_model_name
+
+
+def test_probe_gradcam_maps_onto_the_part_of_the_image_it_saw(shipped):
+    from vidfake import viz
+
+    image = _image(3, 200, 400)  # the probe sees the centre 200 x 200
+    heat = viz.gradcam_image(shipped, image)
+    assert heat.shape == (200, 400) and heat.dtype == np.float32
+    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat[:, :90].max() == 0.0 and heat[:, 310:].max() == 0.0
+
+
+def test_written_head_is_the_fitted_model():
+    from vidfake.training.probe import fit_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2, 12)).astype(np.float32)
+    y = np.array([0, 1] * 30)
+    x[y == 1, :, 0] += 1.0
+    groups = np.array(["r1", "f1", "r2", "f2"] * 15)
+    head, model = fit_probe(x, y, groups)
+    rows = x.reshape(-1, 12)
+    p = 1 / (1 + np.exp(-head.logits([{"multi": r} for r in rows])))
+    np.testing.assert_allclose(p, model.predict_proba(rows)[:, 1], atol=1e-6)
+
+
+def test_image_only_refit_keeps_the_video_fusion(tmp_path):
+    from dataclasses import replace
+
+    from vidfake.detector import DetectorConfig, FusionParams
+    from vidfake.training.fusion import ScoredItem, fit_and_write
+
+    video = FusionParams(coef={"image2d": 0.2, "tall": 0.4, "lip": 0.3}, mean={"image2d": 0.1, "tall": 1.0, "lip": 1.2},
+                         bias=-1.3, fitted=True)
+    base = replace(DetectorConfig(), fusion=video, image_probe=PROBE_FILE)
+    rng = np.random.default_rng(0)
+    rows = [ScoredItem(f"{i}.jpg", i % 2, i % 2, "m", "s", "image", {"image2d": float(rng.normal(2 * (i % 2) - 1, 1))})
+            for i in range(40)]
+    cfg, summary = fit_and_write(tmp_path, [], rows, base)
+    assert (cfg.fusion.coef, cfg.fusion.mean, cfg.fusion.bias) == (video.coef, video.mean, video.bias)
+    assert cfg.fusion.image_temperature != 1.0 and summary["image"]["n"] == 40
+    assert DetectorConfig.from_file(tmp_path / "detector.json").image_probe == PROBE_FILE
