@@ -81,10 +81,12 @@ def test_written_head_is_the_fitted_model():
     y = np.array([0, 1] * 30)
     x[y == 1, :, 0] += 1.0
     groups = np.array(["r1", "f1", "r2", "f2"] * 15)
-    head, model = fit_probe(x, y, groups)
     rows = x.reshape(-1, 12)
-    p = 1 / (1 + np.exp(-head.logits([{"multi": r} for r in rows])))
-    np.testing.assert_allclose(p, model.predict_proba(rows)[:, 1], atol=1e-6)
+    blends = (x[y == 0][:5] + 0.5, groups[y == 0][:5])  # extra fakes tagged with their reals' groups
+    for aux in (None, blends):
+        head, model = fit_probe(x, y, groups, aux)
+        p = 1 / (1 + np.exp(-head.logits([{"multi": r} for r in rows])))
+        np.testing.assert_allclose(p, model.predict_proba(rows)[:, 1], atol=1e-6)
 
 
 def test_image_only_refit_keeps_the_video_fusion(tmp_path):

@@ -6,8 +6,9 @@ images than the fine-tuned 2D detector (``efficientnet_lite0_detector``), which 
 
 - on held-out sources the shipped recipe, its layers fine-tuned again per fold, scores AUC 0.558 mean /
   0.166 worst group (validator-style); this probe 0.563 / 0.235 (``lite0_stage5`` / ``finetune_tail``
-  against ``lite0_multi`` / ``logreg_groupbal``): a tie on the mean, a better worst group;
-- on the val split of today's data the shipped fine-tune scores AUC 0.752 validator-style, the probe 0.822.
+  against ``lite0_multi`` / ``logreg_groupbal``);
+- on the val split of today's data (which shares its sources with training) the shipped fine-tune scores
+  AUC 0.752 validator-style, this probe 0.822.
 
 The probe is what :class:`vidfake.training.features` calls ``lite0_multi``: the image brought to 224 px
 (short side, centre square; :func:`~vidfake.preprocessing.transforms.resize_for_model`), the ImageNet

@@ -3,7 +3,9 @@
 The probe is the LOSO table's ``lite0_multi`` / ``logreg_groupbal`` row (``docs/loso_images.md``): the
 ImageNet Lite0 trunk's multi-stage statistics of every image under K views (view 0 the validators'
 level-0 input, views 1..K-1 their augmentation mix), a standardised L2 logistic regression in which every
-source group of a label weighs the same. Here it is fitted once on the train split (all views) and
+source group of a label weighs the same (``--blends`` adds self-blended copies of the real images that
+have a face, extractor ``lite0_sbi``, as extra fakes: the ``+sbi`` row). Here it is fitted once on the
+train split (all views) and
 written as a :class:`vidfake.scene.SceneHead`; the val split is left for the Platt calibration
 (``vidfake train configs/fusion_image.yaml``) and for the model card. Features missing from the cache
 are extracted first (about 0.1 s an image on 2 cores).
@@ -29,6 +31,7 @@ __all__ = ["CANDIDATE", "HEAD", "fit_probe", "head_from_pipeline"]
 
 CANDIDATE = "lite0_multi"  # vidfake.training.features: what vidfake.scene.Lite0Trunk.frame_features computes
 HEAD = "logreg_groupbal"
+BLENDS = "lite0_multi_sbi"  # the same features of self-blended copies of the images with a face
 
 
 def head_from_pipeline(model):
@@ -42,13 +45,26 @@ def head_from_pipeline(model):
                      lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray):
-    """Fit the head on ``(N, K, D)`` features (every view a row); returns ``(SceneHead, fitted model)``."""
+def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+              aux: tuple[np.ndarray, np.ndarray] | None = None):
+    """Fit the head on ``(N, K, D)`` features (every view a row); returns ``(SceneHead, fitted model)``.
+
+    ``aux``: extra *fake* rows ``(features (M, K, D), groups (M,))``, the self-blends of real images, each
+    tagged with its real's source group, as :func:`vidfake.training.loso.evaluate` adds them.
+    """
     from vidfake.training.loso import HEADS
 
     k = features.shape[1]
+    x = features.reshape(-1, features.shape[-1])
+    y = np.repeat(labels, k)
+    g = np.repeat(groups, k)
+    if aux is not None:
+        ax, ag = aux
+        x = np.concatenate([x, ax.reshape(-1, ax.shape[-1])])
+        y = np.concatenate([y, np.ones(len(ax) * ax.shape[1], dtype=y.dtype)])
+        g = np.concatenate([g, np.repeat(np.asarray(ag).astype(str), ax.shape[1])])
     model = HEADS[HEAD]()
-    model.fit(features.reshape(-1, features.shape[-1]), np.repeat(labels, k), groups=np.repeat(groups, k))
+    model.fit(x, y, groups=g)
     return head_from_pipeline(model), model
 
 
@@ -61,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="temporal_models/pretrained/image_probe.safetensors",
                    help="head file to write (default: %(default)s)")
     p.add_argument("--report", default="runs/image_probe.json", help="val figures (default: %(default)s)")
+    p.add_argument("--blends", action="store_true",
+                   help="add self-blends of the train-split reals with a face as extra fakes (lite0_multi +sbi: "
+                        "LOSO 0.571 / 0.349 against 0.563 / 0.235, val 0.765 against 0.822; off by default, "
+                        "see docs/loso_images.md)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sklearn.metrics import matthews_corrcoef, roc_auc_score
@@ -77,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     from vidfake.training.groups import assign_groups
 
     items = read_manifest(args.data, kind="image")
-    ex_name = CANDIDATES[CANDIDATE][0]
-    status = extract(items, ex_name, root=args.cache)
-    failed = {k: v for k, v in status[ex_name].items() if v.startswith("error")}
+    extractors = [CANDIDATES[c][0] for c in (CANDIDATE, *([BLENDS] if args.blends else []))]
+    status = extract(items, extractors, root=args.cache)
+    failed = {f"{e} {k}": v for e in extractors for k, v in status[e].items() if v.startswith("error")}
     if failed:
         raise SystemExit(f"{len(failed)} images failed feature extraction, first: {next(iter(failed.items()))}")
     x = load_features(items, CANDIDATE, root=args.cache)
@@ -87,10 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     g = np.asarray(assign_groups(items))
     split = np.array([i.split for i in items])
     train, val = split == "train", split == "val"
-    head, model = fit_probe(x[train], y[train], g[train])
-    report: dict = {"candidate": CANDIDATE, "head": HEAD, "train_items": int(train.sum()),
-                    "val_items": int(val.sum()), "views": int(x.shape[1]),
-                    "cache": str(FeatureCache(EXTRACTORS[ex_name], spec_for(ex_name), args.cache).dir)}
+    aux = None
+    if args.blends:
+        blends = load_features(items, BLENDS, root=args.cache)
+        keep = train & (y == 0) & np.isfinite(blends).all(axis=(1, 2))  # train-split reals with a face
+        aux = (blends[keep], g[keep])
+    head, model = fit_probe(x[train], y[train], g[train], aux)
+    report: dict = {"candidate": CANDIDATE, "head": HEAD, "blends": 0 if aux is None else len(aux[0]),
+                    "train_items": int(train.sum()), "val_items": int(val.sum()), "views": int(x.shape[1]),
+                    "cache": [str(FeatureCache(EXTRACTORS[e], spec_for(e), args.cache).dir) for e in extractors]}
     if val.any():
         for name, views in (("clean", [0]), ("validator", list(range(1, x.shape[1])))):
             xv = x[val][:, views].reshape(-1, x.shape[-1])
@@ -104,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             report[f"val_mcc_{name}_at_0"] = float(matthews_corrcoef(yv, z >= 0))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    head.save(out, metadata={"candidate": CANDIDATE, "head": HEAD, "data": str(args.data),
-                             "split": "train", "date": date.today().isoformat()})
+    head.save(out, metadata={"candidate": CANDIDATE, "head": HEAD, "data": str(args.data), "split": "train",
+                             "blends": BLENDS if args.blends else "none", "date": date.today().isoformat()})
     logger.info("wrote %s", out)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
