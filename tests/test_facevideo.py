@@ -189,3 +189,50 @@ def test_extract_writes_features_and_crops_in_one_pass(shared_data, tmp_path):
     assert crops["crops"].shape[:2] == (2, t) and crops["wide"].shape == (t, FV.WIDE_SIZE, FV.WIDE_SIZE, 3)
     assert (crops["present"] == feats["present"]).all() and crops["present"][0].any()
     assert FV.extract([real], recipe, tmp_path) == {str(real.path): "exists"}
+
+
+def test_stage5_maps_of_cached_crops_feed_the_recipe_per_frame(tmp_path):
+    """face_finetune: every crop's blocks.5 map cached, a short clip's frames repeated to RUNS x RUN_LEN,
+    and the per-frame head pools a video's frames by their mean log-odds."""
+    from pathlib import Path
+
+    from vidfake.training.data import MediaItem
+    from vidfake.training.tail import FrameTailFinetune
+
+    def item(name, label):
+        return MediaItem(path=Path(tmp_path / "v" / name), label=label, kind="video", split="train", group=name,
+                         method="none", source="x", class3=label)
+
+    long, short = item("long.mp4", 1), item("short.mp4", 0)
+    folder = FV.crops_dir(tmp_path)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(FV.cache_file(folder, long), crops=rng.integers(0, 255, (2, 16, 224, 224, 3), np.uint8),
+             run=np.repeat(np.arange(4), 4).astype(np.int16))
+    np.savez(FV.cache_file(folder, short), crops=rng.integers(0, 255, (2, 3, 224, 224, 3), np.uint8),
+             run=np.zeros(3, np.int16))
+    assert list(FV.extract_stage5([long, short], root=tmp_path).values()) == ["cached", "cached"]
+    features = FV._cache_dir(tmp_path, FV.FaceVideoRecipe())  # load() lists the videos the main pass cached
+    features.mkdir(parents=True)
+    for it in (long, short):
+        np.savez(FV.cache_file(features, it), run=np.zeros(1, np.int16))
+    x, y, g, *_ = FV.load([long, short], ["f", "r"], "face_finetune", root=tmp_path)
+    frames = FV.RUNS * FV.RUN_LEN
+    assert x.shape == (2, 2, frames * 9408) and list(y) == [1, 0]
+    with np.load(FV.cache_file(FV.stage5_dir(tmp_path), short)) as z:
+        per = z["map"].astype(np.float32)
+    rows = x[1, 0].reshape(frames, 9408)
+    np.testing.assert_array_equal(rows[3], per[0, 0])  # frame 3 of a 3-frame clip is its frame 0 again
+
+    head = FrameTailFinetune(frames=2)
+    with pytest.raises(ValueError, match="2 x 9408"):
+        head.fit(np.zeros((4, 9408), np.float32), np.array([0, 1, 0, 1]))
+    yy = np.array([0, 1] * 40)
+    xx = rng.normal(0, 1, (80, 2 * 9408)).astype(np.float32)
+    xx[yy == 1, :1920] += 1.0
+    xx[yy == 1, 9408:9408 + 1920] += 1.0
+    p = FrameTailFinetune(frames=2, epochs=1).fit(xx, yy).predict_proba(xx)
+    assert p.shape == (80, 2) and np.allclose(p.sum(1), 1)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(yy, p[:, 1]) > 0.9

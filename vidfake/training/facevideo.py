@@ -38,6 +38,10 @@ learn a fake source's content.
 - ``face_tall``: TALL on frozen features: each run's 4 crops tiled into the TALL branch's 2x2 layout,
   through the frozen Lite0, stage statistics averaged over the runs (:func:`extract_tall`; no
   self-blended copies, so only the ``labelled`` variant);
+- ``face_finetune``: the shipped 2D recipe, LOSO: its trainable layers (``blocks.6`` onwards,
+  ``configs/train_image2d.yaml``) retrained per fold from ImageNet on every cached crop's frozen
+  ``blocks.5`` map (:func:`extract_stage5`, :class:`vidfake.training.tail.FrameTailFinetune`); a video's
+  score is its frames' mean log-odds (``labelled`` variant only);
 - ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
   (logs): what the format alone scores. Validator-style views carry none of it (256 x 256 frames
   without a rate reach the miner), so those rows are constant and score 0.5;
@@ -49,6 +53,7 @@ no labelled fake of any source is seen).
 
     python -m vidfake.training.facevideo extract --data ../shared/data [--shard 0/2]
     python -m vidfake.training.facevideo extract --tall      # TALL layouts of the cached crops
+    python -m vidfake.training.facevideo extract --stage5    # blocks.5 maps of the cached crops
     python -m vidfake.training.facevideo loso --data ../shared/data --out runs/loso_face_videos.json
 """
 
@@ -74,7 +79,8 @@ from vidfake.training.data import MediaItem
 logger = logging.getLogger(__name__)
 
 __all__ = ["CANDIDATES", "FACE_FAKE_GROUPS", "FACE_REAL_GROUPS", "FaceVideoRecipe", "cache_file",
-           "crops_dir", "extract", "extract_one", "extract_tall", "face_video_items", "load", "pool", "run_frames"]
+           "crops_dir", "extract", "extract_one", "extract_stage5", "extract_tall", "face_video_items", "load",
+           "pool", "run_frames", "stage5_dir"]
 
 FACE_FAKE_GROUPS = ("face swap (DeepFaceLive)", "talking head (SadTalker, Linly-Talker)",
                     "diffusion talking head / portrait I2V (DreamTalk, MuseV)")
@@ -91,7 +97,8 @@ RUNS = 4
 RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
-CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "confound_format", "shipped_image2d")
+CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_finetune", "confound_format",
+              "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -322,6 +329,36 @@ def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideo
     return status
 
 
+def stage5_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
+    """Where :func:`extract_stage5`'s maps are cached (same key as the crops they are made from)."""
+    return _cache_dir(root, recipe, "stage5")
+
+
+def extract_stage5(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
+                   root: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """The shipped 2D recipe, LOSO (issue 16 (a)): every cached face crop through the frozen ImageNet
+    Lite0 up to ``blocks.5`` (:func:`vidfake.training.features.stage5_maps`), the input of the layers the
+    recipe trains, so :class:`vidfake.training.tail.FrameTailFinetune` can retrain them per fold. Reads
+    the crop cache; ``(K, T, 9408)`` float16 per video."""
+    from vidfake.training.features import _lite0_backbone, stage5_maps
+
+    lite0 = _lite0_backbone()
+    src, out = crops_dir(root, recipe), stage5_dir(root, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for item in items:
+        f, g = cache_file(src, item), cache_file(out, item)
+        if g.exists() or not f.exists():
+            status[str(item.path)] = "exists" if g.exists() else "no crops"
+            continue
+        with np.load(f) as z:
+            crops, run = z["crops"], z["run"]
+        maps = np.stack([stage5_maps(view, lite0) for view in crops]).astype(np.float16)
+        _save(g, {"map": maps, "run": run})
+        status[str(item.path)] = "cached"
+    return status
+
+
 def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
     """Where :func:`extract_one`'s crops are cached (beside the features, same key)."""
     return _cache_dir(root, recipe, "crops")
@@ -390,13 +427,17 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
         if not f.exists():
             missing.append(str(item.path))
             continue
-        if candidate == "face_tall":
-            t = cache_file(tall_dir(root, recipe), item)
+        if candidate in ("face_tall", "face_finetune"):
+            t = cache_file((tall_dir if candidate == "face_tall" else stage5_dir)(root, recipe), item)
             if not t.exists():
                 missing.append(str(item.path))
                 continue
             with np.load(t) as z:
-                xs.append(z["tall"].astype(np.float32))
+                if candidate == "face_tall":
+                    xs.append(z["tall"].astype(np.float32))
+                else:  # every frame's map in one row per view; a short clip's frames repeat to RUNS x RUN_LEN
+                    maps = z["map"][:, np.arange(RUNS * RUN_LEN) % z["map"].shape[1]]
+                    xs.append(maps.reshape(maps.shape[0], -1).astype(np.float32))
             ys.append(item.label)
             gs.append(g)
             continue
@@ -453,8 +494,16 @@ def _loso(args) -> int:
             if missing:
                 logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
                                len(missing), len(items))
-            if cand in ("confound_format", "face_tall"):
-                r = loso.evaluate(x, y, g, "logreg", candidate=cand, real_folds=args.real_folds, folds=folds)
+            if cand in ("confound_format", "face_tall", "face_finetune"):
+                head = "logreg"
+                if cand == "face_finetune":  # the shipped recipe's layers, retrained per fold on every frame
+                    from vidfake.training.tail import FrameTailFinetune
+
+                    def finetune_tail():
+                        return FrameTailFinetune(frames=RUNS * RUN_LEN)
+
+                    head = finetune_tail
+                r = loso.evaluate(x, y, g, head, candidate=cand, real_folds=args.real_folds, folds=folds)
                 results.append(r)
                 rows.append({"variant": "labelled", "n": int(len(y)), "left_out": missing})
                 continue
@@ -504,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th video from the i-th")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--tall", action="store_true", help="then: TALL layouts of the cached crops through frozen Lite0")
+    e.add_argument("--stage5", action="store_true",
+                   help="then: the cached crops' frozen Lite0 blocks.5 maps (for the face_finetune candidate)")
     lo.add_argument("--candidate", action="append", choices=CANDIDATES)
     lo.add_argument("--variant", action="append", choices=VARIANTS)
     lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
@@ -521,8 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     items, _ = face_video_items(args.data)
-    if args.tall:
-        status = extract_tall(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
+    if args.tall or args.stage5:
+        step = extract_tall if args.tall else extract_stage5
+        status = step(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
         logger.info("%s", {v: list(status.values()).count(v) for v in set(status.values())})
         return 0
     status = extract(items, FaceVideoRecipe(views=args.views), args.cache, (i, n))

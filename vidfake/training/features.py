@@ -289,19 +289,26 @@ def _patch_fn(npr: bool, n: int) -> Callable[[], FeatureFn]:
 TAIL_START = 6  # the shipped recipe trains blocks.6 onwards; lite0_stage5 caches what feeds it
 
 
-def _stage5_fn() -> FeatureFn:
+def stage5_maps(images: np.ndarray, backbone: _Backbone | None = None) -> np.ndarray:
+    """``(N, H, W, 3) uint8`` -> ``(N, 9408) float32``: the frozen ImageNet Lite0's ``blocks.5`` output at
+    224 px (short side resized, centre square), what the shipped 2D recipe's trainable layers read."""
     import torch
 
+    bb = backbone or _lite0_backbone()
+    x = _to_input(images, bb.size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        y = bb.model.bn1(bb.model.conv_stem(x))
+        for stage in bb.model.blocks[:TAIL_START]:
+            y = stage(y)
+    return y.contiguous().flatten(1).numpy()
+
+
+def _stage5_fn() -> FeatureFn:
     bb = _lite0_backbone()
 
     def fn(image, views, path):
         batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
-        x = _to_input(batch, bb.size).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            y = bb.model.bn1(bb.model.conv_stem(x))
-            for stage in bb.model.blocks[:TAIL_START]:
-                y = stage(y)
-        return {"map": y.contiguous().flatten(1).numpy()}
+        return {"map": stage5_maps(batch, bb)}
 
     return fn
 

@@ -18,7 +18,11 @@ What differs from the shipped run, and why:
 - ``epochs`` is chosen so that a fold sees about as many samples as the shipped run did (4 epochs of
   about 2,000 samples): a fold holds ~1,500 images x 3 views, so 2 epochs.
 - The best epoch is picked on a random 10 % of the fold's training rows (the shipped run picked it on
-  the val split, which shares every source with training; neither sees the held-out sources).
+  the val split, which shares every source with training; neither sees the held-out sources). For
+  videos (:class:`FrameTailFinetune`) that 10 % is of whole videos: frames of one clip are near
+  duplicates, and split apart they would make every epoch look perfect. For images the 10 % is of rows
+  (views), so views of one image can sit on both sides; every one of the 28 image folds picked its last
+  epoch, as the shipped run did (its best epoch was its last too).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RECIPE", "TailFinetune"]
+__all__ = ["RECIPE", "FrameTailFinetune", "TailFinetune"]
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "train_image2d.yaml"
 STAGE5_SHAPE = (192, 7, 7)  # Lite0's blocks.5 output at 224 px
@@ -83,7 +87,9 @@ class TailFinetune:
                              f"candidate lite0_stage5), got shape {x.shape}")
         return x
 
-    def fit(self, x, y):
+    def fit(self, x, y, units: np.ndarray | None = None):
+        """Train on rows ``x`` (labels ``y``); ``units`` (one id per row, e.g. its video) keeps the rows of
+        one unit on one side of the epoch-selection split, so near-duplicate rows cannot leak across it."""
         import torch
         from torch.utils.data import TensorDataset
 
@@ -92,7 +98,9 @@ class TailFinetune:
 
         x, y = self._check(x), np.asarray(y).astype(np.int64)
         rng = np.random.default_rng(self.seed)
-        val = rng.random(len(y)) < VAL_SHARE
+        units = np.arange(len(y)) if units is None else np.asarray(units)
+        names, index = np.unique(units, return_inverse=True)
+        val = (rng.random(len(names)) < VAL_SHARE)[index]
         if len(np.unique(y[val])) < 2 or len(np.unique(y[~val])) < 2:
             raise ValueError("TailFinetune: both labels are needed in the training and the selection rows")
         with tempfile.TemporaryDirectory(prefix="vidfake-tail-") as out:
@@ -118,3 +126,31 @@ class TailFinetune:
             for i in range(0, len(x), 256):
                 out.append(torch.softmax(self.model(torch.from_numpy(x[i:i + 256])), 1).numpy())
         return np.concatenate(out).astype(np.float64)
+
+
+class FrameTailFinetune(TailFinetune):
+    """:class:`TailFinetune` for videos: each row holds ``frames`` maps (``(n, frames x 9408)``); it trains
+    on every frame with its video's label, as the shipped recipe trains on face frames, and a video's
+    probability is the sigmoid of its frames' mean log-odds (the 2D branch pools frames the same way)."""
+
+    def __init__(self, frames: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def _frames(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        per = int(np.prod(STAGE5_SHAPE))
+        if x.ndim != 2 or x.shape[1] != self.frames * per:
+            raise ValueError(f"FrameTailFinetune needs rows of {self.frames} x {per} values, got shape {x.shape}")
+        return x.reshape(-1, per)
+
+    def fit(self, x, y):
+        n = len(np.asarray(y))
+        return super().fit(self._frames(x), np.repeat(np.asarray(y), self.frames),
+                           units=np.repeat(np.arange(n), self.frames))  # a video's frames stay together
+
+    def predict_proba(self, x) -> np.ndarray:
+        p = super().predict_proba(self._frames(x))[:, 1].clip(1e-7, 1 - 1e-7)
+        z = np.log(p / (1 - p)).reshape(-1, self.frames).mean(1)
+        q = 1 / (1 + np.exp(-z))
+        return np.stack([1 - q, q], axis=1)
