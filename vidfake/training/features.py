@@ -25,6 +25,8 @@ its forward pass, and a *candidate* is ``<extractor>:<block>``, see :data:`CANDI
   :func:`~vidfake.temporal_models.image2d.load_imagenet_lite0`) on the 256 px JPEG-75 view resized to 224
   (what the data README's probe did). Blocks ``last`` (global mean of the 1280-channel head, the probe's
   feature) and ``multi`` (mean and standard deviation over space of every stage's output, 4128 values);
+- ``lite0_256``: ``lite0``'s ``multi`` block with the 256 px wire view fed as it is (no resize to 224:
+  the validators' own resolution, one pass at 1.3 times the cost);
 - ``lite0_patches``: the same backbone on three 224 x 224 crops (centre and two opposite corners) taken
   *before* any resize, at native resolution (short side < 224 is first upscaled to 224), multi-stage pooled, then
   averaged over the crops. Augmented views are 256 px already: their crops are of that;
@@ -216,10 +218,10 @@ def _to_input(images: np.ndarray, size: int | None = None):
     return (x - 0.5) / 0.5
 
 
-def _lite0_backbone() -> _Backbone:
+def _lite0_backbone(size: int = 224) -> _Backbone:
     from vidfake.temporal_models import create_model
 
-    return _Backbone(create_model("efficientnet_lite0_detector", imagenet_init=True), 224)
+    return _Backbone(create_model("efficientnet_lite0_detector", imagenet_init=True), size)
 
 
 def lite2_path() -> Path:
@@ -480,6 +482,9 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
     Extractor("lite0", "tf_efficientnet_lite0 ImageNet", ("last", "multi"),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "multi": "mean+std of 7 stages + head"},
               _global_fn(_lite0_backbone), _lite0_sha),
+    Extractor("lite0_256", "tf_efficientnet_lite0 ImageNet", ("multi",),
+              {**_GLOBAL, "size": 256, "norm": "0.5/0.5", "multi": "mean+std of 7 stages + head"},
+              _global_fn(lambda: _lite0_backbone(256)), _lite0_sha),
     Extractor("lite0_patches", "tf_efficientnet_lite0 ImageNet", ("multi",),
               {**_PATCH, "size": 224, "norm": "0.5/0.5"}, _patch_fn(False, PATCH_CROPS), _lite0_sha, views=2),
     Extractor("lite0_npr", "tf_efficientnet_lite0 ImageNet", ("multi",),
@@ -509,6 +514,7 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
 CANDIDATES: dict[str, tuple[str, str]] = {
     "lite0_last": ("lite0", "last"),
     "lite0_multi": ("lite0", "multi"),
+    "lite0_multi256": ("lite0_256", "multi"),
     "lite0_patches": ("lite0_patches", "multi"),
     "lite0_npr": ("lite0_npr", "multi"),
     "lite0_patches_sbi": ("lite0_patches_sbi", "multi"),
