@@ -88,6 +88,16 @@ class ImageProbe:
         self._load()
         return self
 
+    @property
+    def head(self) -> SceneHead:
+        """The logistic head (standardisation, weights, bias); loads on first use."""
+        return self._load()[0]
+
+    @property
+    def trunk(self) -> Lite0Trunk:
+        """The frozen ImageNet Lite0 trunk; loads on first use."""
+        return self._load()[1]
+
     def prepare_image(self, image: np.ndarray) -> np.ndarray:
         """A still image as the trunk sees it: short side to 224, centre square."""
         from vidfake.preprocessing.transforms import resize_for_model

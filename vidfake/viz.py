@@ -18,8 +18,9 @@ Pictures (PNG, matplotlib's Agg renderer through :class:`matplotlib.figure.Figur
   not run, the 4 highest-scoring 2D frames are shown the same way through the 2D detector's crops. On
   the scene path (no usable face), 4 frames of the highest-scoring scene window, each heatmap over the
   whole prepared frame pasted back through the centre square it was cut from
-  (:meth:`vidfake.scene.SceneBranch.gradcam`). For images, the 2D detector's heatmap over the region of
-  the image the model saw.
+  (:meth:`vidfake.scene.SceneBranch.gradcam`). For images, the still-image detector's heatmap (the
+  image probe's, :meth:`vidfake.probe.ImageProbe.gradcam`, where the detector has one) over the region
+  of the image the model saw.
 * **mouth**: the 25 mouth crops of the highest-scoring lip window, tiled row-major.
 
 The HTML report is one file with every picture embedded as a base64 PNG data URI, so it opens in a
@@ -806,7 +807,7 @@ def _plot_image_heatmap(image: np.ndarray, heat: np.ndarray, title: str, path: P
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=10)
     axes[1].imshow(overlay_heatmap(image, heat))
-    axes[1].set_title("Grad-CAM of the 2D detector (fake evidence)", fontsize=10)
+    axes[1].set_title("Grad-CAM of the still-image detector (fake evidence)", fontsize=10)
     for a in axes:
         a.set_axis_off()
     fig.suptitle(title, fontsize=11)
@@ -1006,8 +1007,8 @@ def render_report(result: DetectionResult, details: Details | None, out_dir: str
     * ``<stem>_timeline.png`` (videos): :func:`plot_timeline`;
     * ``<stem>_heatmaps.png`` (needs ``details`` and ``detector``): Grad-CAM of the highest-scoring
       TALL clip mapped onto its 4 frames (or of the 4 highest-scoring 2D frames when TALL did not run,
-      or of 4 frames of the highest-scoring scene window on the scene path), or of the 2D detector over a
-      still image;
+      or of 4 frames of the highest-scoring scene window on the scene path), or of the still-image
+      detector over a still image;
     * ``<stem>_mouth.png`` (videos where the lip branch ran, needs ``details``): :func:`mouth_strip` of
       the highest-scoring lip window;
     * ``<stem>.html``: verdict, scores, branch table, faces, frames, timings, warnings, then the

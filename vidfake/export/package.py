@@ -292,7 +292,7 @@ def _fold_probe(detector) -> tuple[dict, dict]:
     import numpy as np
     import torch
 
-    head, trunk = detector.still._load()
+    head, trunk = detector.still.head, detector.still.trunk
     cm, dm = _lite_multipliers(trunk.model)
     fusion = detector.config.fusion
     arch = {"modality": "image", "num_classes": 2,
@@ -507,7 +507,7 @@ def _self_check(detector, model, modality: str) -> None:
     if modality == "image" and detector.still is not None:
         import numpy as np
 
-        _, trunk = detector.still._load()
+        trunk = detector.still.trunk
         frames = np.random.default_rng(0).integers(0, 256, (2, trunk.size, trunk.size, 3), dtype=np.uint8)
         ref = trunk.frame_features(frames)
         with torch.inference_mode():
