@@ -133,24 +133,31 @@ def test_sbi_samples_are_blended_half_the_time_and_degraded_alike(wide_face):
     assert np.median([lap(degrade(sharp, 224, np.random.default_rng(s))) for s in range(8)]) < lap(sharp)
 
 
-def test_extract_tall_tiles_runs_of_cached_crops(tmp_path):
+def _cached_crops(root, views: int, labels=(0, 0)):
+    """Two videos' crop caches under ``root``: ``long`` (4 runs of 4 frames) and ``short`` (3 frames,
+    shorter than one TALL clip), with ``views`` views each."""
     from pathlib import Path
 
     from vidfake.training.data import MediaItem
 
-    def item(name):
-        return MediaItem(path=Path(tmp_path / "real" / name), label=0, kind="video", split="train", group=name,
-                         method="none", source="x", class3=0)
+    def item(name, label):
+        return MediaItem(path=Path(root / "v" / name), label=label, kind="video", split="train", group=name,
+                         method="none", source="x", class3=label)
 
-    long, short = item("long.mp4"), item("short.mp4")
-    folder = FV.crops_dir(tmp_path)
+    long, short = item("long.mp4", labels[0]), item("short.mp4", labels[1])
+    folder = FV.crops_dir(root)
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    np.savez(FV.cache_file(folder, long), crops=rng.integers(0, 255, (3, 16, 224, 224, 3), np.uint8),
+    np.savez(FV.cache_file(folder, long), crops=rng.integers(0, 255, (views, 16, 224, 224, 3), np.uint8),
              run=np.repeat(np.arange(4), 4).astype(np.int16))
     np.savez(FV.cache_file(folder, short), crops=rng.integers(0, 255, (2, 3, 224, 224, 3), np.uint8),
-             run=np.zeros(3, np.int16))  # shorter than one TALL clip
-    status = FV.extract_tall([long, short, item("absent.mp4")], root=tmp_path)
+             run=np.zeros(3, np.int16))
+    return long, short, item
+
+
+def test_extract_tall_tiles_runs_of_cached_crops(tmp_path):
+    long, short, item = _cached_crops(tmp_path, views=3)
+    status = FV.extract_tall([long, short, item("absent.mp4", 0)], root=tmp_path)
     assert list(status.values()) == ["cached", "cached", "no crops"]
     with np.load(FV.cache_file(FV.tall_dir(tmp_path), long)) as z:
         assert z["tall"].shape == (3, 4128) and np.isfinite(z["tall"]).all()
@@ -194,23 +201,10 @@ def test_extract_writes_features_and_crops_in_one_pass(shared_data, tmp_path):
 def test_stage5_maps_of_cached_crops_feed_the_recipe_per_frame(tmp_path):
     """face_finetune: every crop's blocks.5 map cached, a short clip's frames repeated to RUNS x RUN_LEN,
     and the per-frame head pools a video's frames by their mean log-odds."""
-    from pathlib import Path
-
-    from vidfake.training.data import MediaItem
     from vidfake.training.tail import FrameTailFinetune
 
-    def item(name, label):
-        return MediaItem(path=Path(tmp_path / "v" / name), label=label, kind="video", split="train", group=name,
-                         method="none", source="x", class3=label)
-
-    long, short = item("long.mp4", 1), item("short.mp4", 0)
-    folder = FV.crops_dir(tmp_path)
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    np.savez(FV.cache_file(folder, long), crops=rng.integers(0, 255, (2, 16, 224, 224, 3), np.uint8),
-             run=np.repeat(np.arange(4), 4).astype(np.int16))
-    np.savez(FV.cache_file(folder, short), crops=rng.integers(0, 255, (2, 3, 224, 224, 3), np.uint8),
-             run=np.zeros(3, np.int16))
+    long, short, _ = _cached_crops(tmp_path, views=2, labels=(1, 0))
+    rng = np.random.default_rng(1)
     assert list(FV.extract_stage5([long, short], root=tmp_path).values()) == ["cached", "cached"]
     features = FV._cache_dir(tmp_path, FV.FaceVideoRecipe())  # load() lists the videos the main pass cached
     features.mkdir(parents=True)

@@ -66,7 +66,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -305,16 +305,8 @@ def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideo
     tall = DetectorConfig().branch("tall")
     n, thumb = int(tall.frames_per_sample), int(tall.thumb_size)
     lite0 = _lite0_backbone()
-    src, out = crops_dir(root, recipe), tall_dir(root, recipe)
-    out.mkdir(parents=True, exist_ok=True)
-    status = {}
-    for item in items:
-        f, g = cache_file(src, item), cache_file(out, item)
-        if g.exists() or not f.exists():
-            status[str(item.path)] = "exists" if g.exists() else "no crops"
-            continue
-        with np.load(f) as z:
-            crops, run = z["crops"], z["run"]
+
+    def features(crops: np.ndarray, run: np.ndarray) -> dict[str, np.ndarray]:
         per_view = []
         for view in crops:
             layouts = [tall.tile(np.stack([cv2.resize(c, (thumb, thumb), interpolation=cv2.INTER_AREA)
@@ -324,7 +316,26 @@ def extract_tall(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideo
                 layouts = [tall.tile(np.stack([cv2.resize(view[min(t, len(view) - 1)], (thumb, thumb),
                                                           interpolation=cv2.INTER_AREA) for t in range(n)]))]
             per_view.append(lite0.pooled(_to_input(np.stack(layouts), lite0.size))["multi"].mean(0))
-        _save(g, {"tall": np.stack(per_view).astype(np.float16)})
+        return {"tall": np.stack(per_view).astype(np.float16)}
+
+    return _from_crops(items, recipe, root, tall_dir(root, recipe), features)
+
+
+def _from_crops(items: Sequence[MediaItem], recipe: FaceVideoRecipe, root: str | Path, out: Path,
+                features: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]) -> dict[str, str]:
+    """Cache ``features(crops (K, T, S, S, 3), run (T,))`` of every video's cached crops under ``out``
+    (resumable: a video already there is skipped). Returns ``{path: "cached" | "exists" | "no crops"}``."""
+    src = crops_dir(root, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for item in items:
+        f, g = cache_file(src, item), cache_file(out, item)
+        if g.exists() or not f.exists():
+            status[str(item.path)] = "exists" if g.exists() else "no crops"
+            continue
+        with np.load(f) as z:
+            crops, run = z["crops"], z["run"]
+        _save(g, features(crops, run))
         status[str(item.path)] = "cached"
     return status
 
@@ -343,20 +354,11 @@ def extract_stage5(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVid
     from vidfake.training.features import _lite0_backbone, stage5_maps
 
     lite0 = _lite0_backbone()
-    src, out = crops_dir(root, recipe), stage5_dir(root, recipe)
-    out.mkdir(parents=True, exist_ok=True)
-    status = {}
-    for item in items:
-        f, g = cache_file(src, item), cache_file(out, item)
-        if g.exists() or not f.exists():
-            status[str(item.path)] = "exists" if g.exists() else "no crops"
-            continue
-        with np.load(f) as z:
-            crops, run = z["crops"], z["run"]
-        maps = np.stack([stage5_maps(view, lite0) for view in crops]).astype(np.float16)
-        _save(g, {"map": maps, "run": run})
-        status[str(item.path)] = "cached"
-    return status
+
+    def features(crops: np.ndarray, run: np.ndarray) -> dict[str, np.ndarray]:
+        return {"map": np.stack([stage5_maps(view, lite0) for view in crops]).astype(np.float16), "run": run}
+
+    return _from_crops(items, recipe, root, stage5_dir(root, recipe), features)
 
 
 def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:

@@ -5,10 +5,9 @@ ImageNet Lite0 trunk's multi-stage statistics of every image under K views (view
 level-0 input, views 1..K-1 their augmentation mix), a standardised L2 logistic regression in which every
 source group of a label weighs the same (``--blends`` adds self-blended copies of the real images that
 have a face, extractor ``lite0_sbi``, as extra fakes: the ``+sbi`` row). Here it is fitted once on the
-train split (all views) and
-written as a :class:`vidfake.scene.SceneHead`; the val split is left for the Platt calibration
-(``vidfake train configs/fusion_image.yaml``) and for the model card. Features missing from the cache
-are extracted first (about 0.1 s an image on 2 cores).
+train split (all views) and written as a :class:`vidfake.scene.SceneHead`; the val split is left for the
+Platt calibration (``vidfake train configs/fusion_image.yaml``) and for the model card. Features missing
+from the cache are extracted first (about 0.1 s an image on 2 cores).
 
     python -m vidfake.training.probe --data ../shared/data --out temporal_models/pretrained/image_probe.safetensors
 """
@@ -124,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             ref = model.predict_proba(xv)[:, 1]
             # The written head is the fitted model: same probabilities to float precision.
             if not np.allclose(1 / (1 + np.exp(-z)), ref, atol=1e-6):
-                raise AssertionError("the head written differs from the fitted model")
+                raise RuntimeError(f"{args.out}: the head to write differs from the fitted model (max |dp| "
+                                   f"{np.abs(1 / (1 + np.exp(-z)) - ref).max():.2g}); nothing written")
             report[f"val_auc_{name}"] = float(roc_auc_score(yv, z))
             report[f"val_mcc_{name}_at_0"] = float(matthews_corrcoef(yv, z >= 0))
     out = Path(args.out)
