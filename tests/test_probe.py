@@ -61,6 +61,8 @@ def test_shipped_detector_scores_stills_with_the_probe(shipped, probe):
     assert r.models == {shipped.still_model_name: shipped.identity[shipped.still_model_name]}
     # Video frames keep the fine-tuned 2D model.
     assert shipped.model_names["image2d"] == shipped.config.image_model != shipped.still_model_name
+    # One frozen ImageNet trunk serves the probe and the scene branch.
+    assert shipped.still.trunk is shipped.branches["scene"].model.trunk
 
 
 def test_probe_gradcam_maps_onto_the_part_of_the_image_it_saw(shipped):

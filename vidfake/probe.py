@@ -73,13 +73,13 @@ class ImageProbe:
     def _load(self) -> tuple[SceneHead, Lite0Trunk]:
         with self._lock:  # the miner scores from several threads: one load
             if self._head is None:
-                from vidfake.scene import Lite0Trunk, SceneHead
+                from vidfake.scene import SceneHead, shared_trunk
 
                 head = SceneHead.load(self.head_path)
                 if head.features != PROBE_FEATURES:
                     raise ValueError(f"{self.head_path}: the head reads {head.features}, an image probe reads "
                                      f"{PROBE_FEATURES}")
-                self._trunk = Lite0Trunk(device=self.device)
+                self._trunk = shared_trunk(self.device)  # the scene branch's trunk too
                 self._head = head
         return self._head, self._trunk
 

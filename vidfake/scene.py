@@ -27,6 +27,7 @@ Layouts: frames are ``(H, W, 3) uint8 [0, 255]`` RGB throughout.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ __all__ = [
     "prepare_frames",
     "resample_indices",
     "scene_head_path",
+    "shared_trunk",
     "temporal_features",
     "window_features",
 ]
@@ -300,6 +302,18 @@ class Lite0Trunk:
         from vidfake.temporal_models.image2d import efficientnet_stage_maps
 
         return efficientnet_stage_maps(self.model, x)
+
+
+@functools.cache
+def _shared_trunk(device: str) -> Lite0Trunk:
+    return Lite0Trunk(device=device)
+
+
+def shared_trunk(device: Any = "cpu") -> Lite0Trunk:
+    """One frozen trunk per device for the whole process: the scene branch and the still-image probe
+    (:mod:`vidfake.probe`) read the same ImageNet Lite0, so a miner serving both loads it once. It is
+    only ever run in inference (no state changes), so threads may share it."""
+    return _shared_trunk(str(device))
 
 
 def window_features(trunk: Lite0Trunk | None, frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -544,6 +558,6 @@ def load_scene_branch(path: str | Path | None = None, device: Any = "cpu",
 
     def loader() -> _SceneModel:
         head = SceneHead.load(head_path)
-        return _SceneModel(head, Lite0Trunk(device=device) if "lite0" in head.features else None)
+        return _SceneModel(head, shared_trunk(device) if "lite0" in head.features else None)
 
     return SceneBranch(cfg, None, device, loader)  # type: ignore[arg-type]

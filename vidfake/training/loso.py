@@ -206,14 +206,13 @@ class SourceProjection:
     standardising, each training source group's mean is taken relative to the mean of its label's group
     means; the top right singular vectors of those offsets span what differs between sources whose label
     is the same (subject matter, style, format), and are projected out before a group-balanced logistic
-    regression. The label direction itself survives unless it lies in that span. ``rank`` caps how many
-    directions go (``None``: all the offsets span, at most the number of training groups minus 2).
+    regression. The label direction itself survives unless it lies in that span. Every direction the
+    offsets span goes: at most the number of training groups minus the number of labels.
     """
 
     takes_groups = True
 
-    def __init__(self, rank: int | None = None):
-        self.rank = rank
+    def __init__(self):
         self.model = _logreg(class_weight=None)
 
     def _project(self, x):
@@ -233,7 +232,7 @@ class SourceProjection:
             offsets.append(means - means.mean(0))
         _, sv, vt = np.linalg.svd(np.concatenate(offsets), full_matrices=False)
         keep = int((sv > 1e-6 * sv[0]).sum())
-        self.basis = vt[: keep if self.rank is None else min(self.rank, keep)]
+        self.basis = vt[:keep]
         step = self.model.steps[-1][0]
         self.model.fit(z - (z @ self.basis.T) @ self.basis, y,
                        **{f"{step}__sample_weight": group_balanced_weights(y, groups)})
