@@ -266,3 +266,32 @@ def test_tail_finetune_learns_and_rejects_other_features():
     assert roc_auc_score(y, head.predict_proba(x)[:, 1]) > 0.9
     with pytest.raises(ValueError, match="lite0_stage5"):
         head.predict_proba(np.zeros((2, 4128), np.float32))
+
+
+def test_training_free_score_is_a_loso_row_and_needs_one_column():
+    groups = np.array(["f"] * 4 + ["r"] * 4)
+    labels = np.array([1] * 4 + [0] * 4)
+    x = np.where(labels[:, None, None] == 1, 0.2, 0.1) * np.ones((8, 2, 1))
+    x[1, 1, 0] = 0.0  # one fake below every real on its validator view
+    r = evaluate(x, labels, groups, "score", real_folds=1)
+    assert r.loso and r.head == "score"  # it trained on nothing, so it saw no source: a LOSO figure
+    assert r.fake_groups[0].auc_clean == 1.0 and r.fake_groups[0].auc_validator == 0.75
+    with pytest.raises(ValueError, match="one column"):
+        evaluate(np.ones((8, 2, 3)), labels, groups, "score", real_folds=1)
+
+
+def test_rigid_features_are_seeded_and_measure_change():
+    bb = F._lite0_backbone()
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    a = F.rigid_features(bb, batch, "real/a.jpg")
+    b = F.rigid_features(bb, batch, "real/a.jpg")
+    c = F.rigid_features(bb, batch, "real/b.jpg")
+    assert a["rigid"].shape == (2, 2 * 8 * 2) and a["score"].shape == (2, 1)
+    np.testing.assert_array_equal(a["rigid"], b["rigid"])  # the noise is seeded by the file id
+    assert not np.array_equal(a["rigid"], c["rigid"])
+    cos, rel = a["rigid"][:, 0::2], a["rigid"][:, 1::2]
+    assert np.all(cos <= 1.0 + 1e-5) and np.all(cos > 0.5) and np.all(rel > 0)
+    # more noise moves the features further: the second sigma's relative changes exceed the first's
+    assert np.all(rel[:, 8:] > rel[:, :8])
+    assert np.all(a["score"] >= 0)

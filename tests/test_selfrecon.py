@@ -106,3 +106,55 @@ def test_split_on_dev_manifest(shared_data):
     s = sr.split_real_groups([i.label for i in items], groups)
     assert {groups[i] for i in s.eval_real}.isdisjoint(sr.TRAIN_REAL_GROUPS)
     assert len(s.eval_fake) == sum(i.label for i in items)
+
+
+def test_ae_two_times_and_checkpoint_keeps_the_architecture(tmp_path):
+    ae = sr.SelfReconAE(latent=12, down=2)
+    x = torch.rand(1, 3, 30, 42)
+    assert ae.encoder(x).shape == (1, 12, 15, 21) and ae(x).shape == x.shape
+    im = np.random.default_rng(1).integers(0, 256, (33, 41, 3), dtype=np.uint8)
+    assert sr.reconstruct(ae.eval(), im).shape == im.shape
+    with pytest.raises(ValueError, match="down"):
+        sr.SelfReconAE(down=8)
+    imgs = [np.random.default_rng(2).integers(0, 256, (140, 150, 3), dtype=np.uint8)]
+    path = tmp_path / "ae.pt"
+    sr.train_ae(imgs, imgs, path, minutes=0.0, arch={"latent": 12, "down": 2})
+    loaded = sr.load_ae(path)
+    assert loaded.arch == {"width": 16, "latent": 12, "down": 2}
+    with pytest.raises(ValueError, match="architecture"):
+        sr.train_ae(imgs, imgs, path, minutes=0.0, arch={"latent": 48, "down": 4})
+
+
+def test_blur_and_sharpen_reach_every_side_alike():
+    rng = np.random.default_rng(4)
+    im = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    for aug in (sr.PairAug(0, sr.sample_subnet_aug(0, rng), blur=1.2),
+                sr.PairAug(0, sr.sample_subnet_aug(0, rng), sharpen=0.8)):
+        a, b, c = sr.augment_pair(im, im.copy(), aug, im.copy())
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+        plain = sr.augment_pair(im, im, sr.PairAug(0, aug.subnet))[0]
+        assert not np.array_equal(a, plain)  # the blur / sharpening did happen
+    # a blur lowers high-frequency energy, sharpening raises it
+    hf = lambda x: np.abs(np.diff(x.astype(float), axis=1)).mean()  # noqa: E731
+    assert hf(sr.soften(im, 1.5)) < hf(im) < hf(sr.unsharp(im, 1.0))
+
+
+def test_pair_aug_draws_without_blur_are_the_first_runs():
+    a = sr.sample_pair_aug(np.random.default_rng(7))
+    b = sr.sample_pair_aug(np.random.default_rng(7), blur_p=0.0, sharpen_p=0.0)
+    assert a == b and a.blur == 0 and a.sharpen == 0
+    draws = [sr.sample_pair_aug(np.random.default_rng(s), blur_p=0.5, sharpen_p=0.5) for s in range(40)]
+    assert any(d.blur for d in draws) and any(d.sharpen for d in draws)
+    assert not any(d.blur and d.sharpen for d in draws)
+
+
+def test_pairs_with_a_soft_real_side():
+    ae = sr.SelfReconAE().eval()
+    imgs = [np.random.default_rng(5).integers(0, 256, (64, 80, 3), dtype=np.uint8)]
+    pairs = sr.build_pairs(ae, imgs, views=2, soft_real=True, blur_p=0.3, sharpen_p=0.2)
+    assert pairs.shape == (1, 2, 3, 256, 256, 3)
+    assert not np.array_equal(pairs[0, 0, 0], pairs[0, 0, 2])  # the soft side is not the original
+    assert sr.build_pairs(ae, imgs, views=1).shape == (1, 1, 2, 256, 256, 3)
+    soft = sr.resample_soft(imgs[0])
+    assert soft.shape == imgs[0].shape and not np.array_equal(soft, imgs[0])

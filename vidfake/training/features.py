@@ -315,6 +315,51 @@ def _stage5_fn() -> FeatureFn:
     return fn
 
 
+RIGID_SIGMAS = (0.02, 0.05)  # noise std in [0, 1] pixel units
+RIGID_SCORE_SIGMA = 0.05
+
+
+def rigid_features(bb: _Backbone, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """How far the frozen features of each view move under small Gaussian pixel noise (RIGID, He et al.
+    2024: real images sit where a representation is stable; generated ones less so).
+
+    For each noise std in :data:`RIGID_SIGMAS` and each of the 8 stage maps: the cosine similarity of the
+    clean and noised spatial means, and the relative L2 change of the whole map. The noise is seeded by
+    the file name and view, so a cache entry is reproducible.
+
+    Returns:
+        ``rigid``: ``(K, 32)``; ``score``: ``(K, 1)``, one minus the cosine similarity of the head's
+        pooled embedding at :data:`RIGID_SCORE_SIGMA`, RIGID's training-free score (higher = more fake).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = _to_input(batch, bb.size)
+    gen = torch.Generator().manual_seed(_name_seed(name) % (2**63))
+    with torch.inference_mode():
+        clean = bb.stages(x.contiguous(memory_format=torch.channels_last))
+        cols, score = [], None
+        for sigma in RIGID_SIGMAS:
+            noise = torch.randn(x.shape, generator=gen) * (2.0 * sigma)  # x is in [-1, 1]: 2x the [0, 1] std
+            noisy = bb.stages((x + noise).contiguous(memory_format=torch.channels_last))
+            for a, b in zip(clean, noisy, strict=True):
+                cols.append(F.cosine_similarity(a.mean((2, 3)), b.mean((2, 3)), dim=1))
+                cols.append((b - a).flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1).clamp_min(1e-8))
+            if sigma == RIGID_SCORE_SIGMA:
+                score = 1.0 - F.cosine_similarity(clean[-1].mean((2, 3)), noisy[-1].mean((2, 3)), dim=1)
+    return {"rigid": torch.stack(cols, 1).numpy(), "score": score[:, None].numpy()}
+
+
+def _rigid_fn() -> FeatureFn:
+    bb = _lite0_backbone()
+
+    def fn(image, views, path):
+        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
+        return rigid_features(bb, batch, item_id(path))
+
+    return fn
+
+
 MULTI_DIM = 4128  # Lite0's ``multi`` block: mean and std of 7 stages and the head (2 x (16+24+40+80+112+192+320+1280))
 SBI_VIEW_SEED = 0  # the blends' views repeat their originals' (default-seed) augmentations
 
@@ -503,6 +548,9 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
     Extractor("lite0_stage5", "tf_efficientnet_lite0 ImageNet", ("map",),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "map": f"output of blocks.{TAIL_START - 1}, flattened"},
               lambda: _stage5_fn(), _lite0_sha),
+    Extractor("lite0_rigid", "tf_efficientnet_lite0 ImageNet", ("rigid", "score"),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_sigmas": list(RIGID_SIGMAS),
+               "score_sigma": RIGID_SCORE_SIGMA, "noise_seed": "sha1(file id)"}, lambda: _rigid_fn(), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),
@@ -520,6 +568,8 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "lite0_patches_sbi": ("lite0_patches_sbi", "multi"),
     "lite0_multi_sbi": ("lite0_sbi", "multi"),
     "lite0_stage5": ("lite0_stage5", "map"),
+    "lite0_rigid": ("lite0_rigid", "rigid"),
+    "rigid_score": ("lite0_rigid", "score"),
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),
@@ -668,7 +718,8 @@ def extract(items: Sequence[MediaItem], extractors: str | Extractor | Sequence[s
 
 def load_features(items: Sequence[MediaItem], candidate: str, views: int | None = None, seed: int = 0,
                   root: str | Path = DEFAULT_CACHE) -> np.ndarray:
-    """``(N, K, D) float32`` features of ``candidate`` (see :data:`CANDIDATES`) in ``items`` order.
+    """``(N, K, D) float32`` features of ``candidate`` (see :data:`CANDIDATES`) in ``items`` order;
+    ``"a+b"`` joins candidates ``a`` and ``b`` along ``D``.
 
     Args:
         views: K of the cache entry to read; ``None``: the extractor's default.
@@ -676,6 +727,11 @@ def load_features(items: Sequence[MediaItem], candidate: str, views: int | None 
     Raises:
         KeyError: an item has no cache entry (run :func:`extract` first); the message counts them.
     """
+    if "+" in candidate:  # a joint candidate: the parts' features side by side (same items, same K)
+        parts = [load_features(items, c, views, seed, root) for c in candidate.split("+")]
+        if len({p.shape[1] for p in parts}) != 1:
+            raise ValueError(f"{candidate}: parts have different view counts {[p.shape[1] for p in parts]}")
+        return np.concatenate(parts, axis=2)
     ex_name, block = CANDIDATES[candidate]
     stored = FeatureCache(EXTRACTORS[ex_name], spec_for(ex_name, views, seed), root).load()
     missing = [item_id(i.path) for i in items if item_id(i.path) not in stored]

@@ -242,6 +242,32 @@ class SourceProjection:
         return self.model.predict_proba(self._project(x))
 
 
+class ScoreBlend:
+    """A group-balanced logistic regression on every column but the last, plus the last column, a
+    training-free score (``rigid_score``), with equal weight: each is standardised on the training rows
+    and the two are summed. The weight is fixed, not fitted, so the score's contribution cannot be
+    tuned to the sources the fold trains on."""
+
+    takes_groups = True
+
+    def fit(self, x, y, groups):
+        x = np.asarray(x)
+        self.model = _logreg_balanced().fit(x[:, :-1], y, groups)
+        logit = self._logit(x[:, :-1])
+        self.stats = (logit.mean(), logit.std() + 1e-12, x[:, -1].mean(), x[:, -1].std() + 1e-12)
+        return self
+
+    def _logit(self, x):
+        return self.model.model.decision_function(x)  # the pipeline's log-odds, unclipped
+
+    def predict_proba(self, x):
+        x = np.asarray(x)
+        m1, s1, m2, s2 = self.stats
+        z = (self._logit(x[:, :-1]) - m1) / s1 + (x[:, -1] - m2) / s2
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.stack([1 - p, p], 1)
+
+
 def _finetune_tail():
     from vidfake.training.tail import TailFinetune
 
@@ -250,7 +276,8 @@ def _finetune_tail():
 
 HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp,
                                           "logreg_groupbal": _logreg_balanced, "finetune_tail": _finetune_tail,
-                                          "logreg_nap": SourceProjection}
+                                          "logreg_nap": SourceProjection, "score": None,
+                                          "blend_score": ScoreBlend}
 
 
 def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -332,7 +359,10 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
     groups = np.asarray(groups).astype(str)
     n, k, _ = features.shape
     folds = list(folds) if folds is not None else make_folds(labels, groups, real_folds)
-    factory = HEADS[head] if isinstance(head, str) else head
+    factory = HEADS[head] if isinstance(head, str) else head  # "score": no training, a LOSO figure
+    if factory is None and features.shape[-1] != 1:
+        raise ValueError(f"{candidate or 'features'}: a score without training needs one column, got "
+                         f"{features.shape[-1]}; pick a trained head")
     # pairs[(fake group, real group)][view set] = (auc, mcc); weights from group sizes.
     pairs: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     for fold in folds:
@@ -456,8 +486,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("VIDFAKE_DATA", "../shared/data"),
                    help="folder with manifest.csv (default: %(default)s)")
-    p.add_argument("--candidate", action="append", choices=sorted(CANDIDATES),
-                   help="feature candidate (repeatable; default: every cached one)")
+    def candidate(name: str) -> str:
+        if not all(part in CANDIDATES for part in name.split("+")):
+            raise argparse.ArgumentTypeError(f"unknown candidate {name!r}; choose from {sorted(CANDIDATES)} "
+                                             "or join them with '+'")
+        return name
+
+    p.add_argument("--candidate", action="append", type=candidate,
+                   help="feature candidate (repeatable; 'a+b' joins two; default: every cached one)")
     p.add_argument("--head", action="append", choices=sorted(HEADS), help="head (repeatable; default: logreg, mlp)")
     p.add_argument("--real-folds", type=int, default=DEFAULT_REAL_FOLDS,
                    help="folds the real groups are dealt into (default: %(default)s)")

@@ -12,20 +12,26 @@ real groups used for training are excluded from evaluation.
 Stages (each resumable; outputs under ``--cache``, default ``cache/selfrecon``):
 
 - ``ae``: train :class:`SelfReconAE` on 128 x 128 random crops of the TRAIN reals at native resolution,
-  L1 + L1 of FFT magnitudes, for a wall-clock budget; ``ae.pt``.
-- ``pairs``: reconstruct every TRAIN real (whole image, padded to a multiple of 4), store the
+  L1 + L1 of FFT magnitudes, for a wall-clock budget; ``ae.pt``. The second run (the defaults) down-samples
+  2x into 16 latent channels (the first: 4x into 16), so the reconstructions are faithful enough (>= 30 dB
+  is the aim) that softness is no cue.
+- ``pairs``: reconstruct every TRAIN real (whole image, padded to a multiple of ``down``), store the
   reconstruction as JPEG 95 (the dev data's own normalisation, so the JPEG-95 grid is no label hint),
-  then draw ``--views`` validator-style augmentations per pair, the SAME parameters for both sides
-  (optionally preceded by the same random JPEG pre-compression); ``pairs.npz``.
+  then draw ``--views`` augmentations per pair, the SAME parameters for both sides: a blur or an unsharp
+  mask (``--blur-p``, ``--sharpen-p``), a JPEG pre-compression, then the validators' mix. With
+  ``--soft-reals`` a third side, the original alone blurred, is a REAL: blur by itself must not read as
+  fake. ``pairs.npy``.
 - ``detector``: fine-tune ImageNet EfficientNet-Lite0 on random crops of the pair views for a budget;
   ``detector.pt``.
-- ``eval``: score the TRAIN hold-out pairs (sanity), the blur control, and every fake group against the
-  EVAL reals, on the clean 256 px JPEG-75 view and on one validator-style view seeded by file name
-  (:func:`vidfake.training.features.view_params`, the LOSO study's views); ``results.json``.
+- ``eval``: score the TRAIN hold-out pairs (sanity), two controls (a real photo blurred, which
+  ``--soft-reals`` trains on; a real photo down-sized by 2 and back, which nothing trains on), and every
+  fake group against the EVAL reals, on the clean 256 px JPEG-75 view and on one validator-style view
+  seeded by file name (:func:`vidfake.training.features.view_params`, the LOSO study's views);
+  ``results.json``.
 
-Usage::
+Usage (``docs/selfrecon.md`` has both runs' commands)::
 
-    python -m vidfake.training.selfrecon all --data ../shared/data --ae-minutes 12 --det-minutes 12
+    python -m vidfake.training.selfrecon all --data ../shared/data --ae-minutes 15 --det-minutes 15
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ __all__ = [
 TRAIN_REAL_GROUPS: tuple[str, ...] = ("ImageNet samples", "real-or-ai-game photos")
 CROP = 128
 JPEG_RECON_QUALITY = 95  # the dev data's normalisation of every image
+FIRST_ARCH = {"width": 16, "latent": 16, "down": 4}  # the first run's AE (its checkpoint names no architecture)
 
 
 # --------------------------------------------------------------------------- split
@@ -147,36 +154,43 @@ class _UpNearest(nn.Module):
 
 
 class SelfReconAE(nn.Module):
-    """A small autoencoder, 4x down-sampling, LDM-style nearest-neighbour up-sampling decoder.
+    """A small autoencoder, 2x or 4x down-sampling, LDM-style nearest-neighbour up-sampling decoder.
 
-    Encoder: two stride-2 stages (2x2 patchifying convolutions, then a residual block at H/4), ``latent``
-    channels at H/4. Decoder: per stage nearest x2 + 3x3 conv (SD's ``Upsample``; no transposed
-    convolutions, no pixel shuffle) and a residual block, plus a colour "base" predicted at H/4 and
-    added after nearest x4 up-sampling: the convolutional path only has to learn the detail, which is
-    what makes a faithful reconstruction reachable in minutes of CPU (a first design with 3x3 stride-2
-    encoder stages and no base reached 18.7 dB held-out crop PSNR at step 100, this one 20.7 dB).
+    Encoder: ``log2(down)`` stride-2 stages (2x2 patchifying convolutions, then a residual block), ``latent``
+    channels at H/down. Decoder: per stage nearest x2 + 3x3 conv (SD's ``Upsample``; no transposed
+    convolutions, no pixel shuffle), plus a colour "base" predicted at H/down and added after nearest
+    up-sampling: the convolutional path only has to learn the detail, which is what makes a faithful
+    reconstruction reachable in minutes of CPU (a first design with 3x3 stride-2 encoder stages and no
+    base reached 18.7 dB held-out crop PSNR at step 100, this one 20.7 dB).
 
-    Input and output: ``(B, 3, H, W)`` float in [0, 1], ``H`` and ``W`` multiples of 4.
+    Input and output: ``(B, 3, H, W)`` float in [0, 1], ``H`` and ``W`` multiples of ``down``.
     """
 
-    def __init__(self, width: int = 16, latent: int = 16):
+    def __init__(self, width: int = 16, latent: int = 16, down: int = 4):
         super().__init__()
+        if down not in (2, 4):
+            raise ValueError(f"down must be 2 or 4, got {down}")
+        self.arch = {"width": width, "latent": latent, "down": down}
         # Widths grow as resolution falls (16 / 32 / 64 channels at H, H/2, H/4): on 2 shared CPU cores a
         # 32/64-wide net with residual blocks at full resolution took 6.4 s per batch of 16 crops of 128.
         w1, w2, w4 = width, 2 * width, 4 * width
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, w2, 2, stride=2), nn.SiLU(), nn.Conv2d(w2, w4, 2, stride=2), _Res(w4),
-            nn.SiLU(), _conv(w4, latent),
-        )
-        self.stem = nn.Sequential(_conv(latent, w4), _Res(w4))
-        self.base = nn.Conv2d(w4, 3, 1)
-        self.decoder = nn.Sequential(
-            _UpNearest(w4, w2), _Res(w2), _UpNearest(w2, w1), nn.SiLU(), _conv(w1, 3),
-        )
+        if down == 4:
+            enc = [nn.Conv2d(3, w2, 2, stride=2), nn.SiLU(), nn.Conv2d(w2, w4, 2, stride=2), _Res(w4)]
+            top = w4
+            dec = [_UpNearest(w4, w2), _Res(w2), _UpNearest(w2, w1)]
+        else:
+            enc = [nn.Conv2d(3, w2, 2, stride=2), _Res(w2)]
+            top = w2
+            dec = [_UpNearest(w2, w1)]
+        self.down = down
+        self.encoder = nn.Sequential(*enc, nn.SiLU(), _conv(top, latent))
+        self.stem = nn.Sequential(_conv(latent, top), _Res(top))
+        self.base = nn.Conv2d(top, 3, 1)
+        self.decoder = nn.Sequential(*dec, nn.SiLU(), _conv(w1, 3))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.stem(z)
-        base = F.interpolate(self.base(h), scale_factor=4.0, mode="nearest")
+        base = F.interpolate(self.base(h), scale_factor=float(self.down), mode="nearest")
         return base + self.decoder(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,12 +215,12 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, peak: float
 
 @torch.inference_mode()
 def reconstruct(ae: SelfReconAE, image: np.ndarray) -> np.ndarray:
-    """Reconstruct a whole ``(H, W, 3) uint8`` image (reflect-padded to a multiple of 4, cropped back)."""
+    """Reconstruct a whole ``(H, W, 3) uint8`` image (reflect-padded to a multiple of ``down``, cropped back)."""
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-    ph, pw = (-h) % 4, (-w) % 4
+    ph, pw = (-h) % ae.down, (-w) % ae.down
     if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > 4 else "replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > ae.down else "replicate")
     y = ae(x)[..., :h, :w].clamp(0, 1)
     return (y[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
 
@@ -247,16 +261,21 @@ def _to_tensor01(batch: np.ndarray) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- stage 1: AE
 def train_ae(train: Sequence[np.ndarray], holdout: Sequence[np.ndarray], out: Path, *, minutes: float,
-             batch: int = 8, lr: float = 2e-3, seed: int = 0) -> dict:
+             batch: int = 8, lr: float = 2e-3, seed: int = 0, arch: dict | None = None) -> dict:
     """Train (or resume) the AE for ``minutes`` of wall clock in total; returns its metrics.
 
     The learning rate follows a cosine over the time budget (not steps), so a resumed run continues the
     same schedule.
     """
     torch.manual_seed(seed)
-    ae = SelfReconAE()
+    ae = SelfReconAE(**(arch or {}))
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
-    state = {"step": 0, "elapsed": 0.0, "log": []}
+    state = {"step": 0, "elapsed": 0.0, "log": [], "arch": ae.arch}
+    if out.exists():
+        held = torch.load(out, map_location="cpu", weights_only=False)["state"].get("arch", FIRST_ARCH)
+        if held != ae.arch:
+            raise ValueError(f"{out} holds an AE of architecture {held}, not {ae.arch}; "
+                             "use another --cache or delete it")
     state = _resume(out, ae, opt, state, "AE")
     train = [im for im in train if min(im.shape[:2]) >= CROP]
     rng = np.random.default_rng([seed, state["step"]])
@@ -297,8 +316,9 @@ def _save(path: Path, model: nn.Module, opt, state: dict) -> None:
 
 
 def load_ae(path: Path) -> SelfReconAE:
-    ae = SelfReconAE()
-    ae.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    ck = torch.load(path, map_location="cpu", weights_only=False)  # our own checkpoint under cache/
+    ae = SelfReconAE(**ck["state"].get("arch", FIRST_ARCH))  # the first run's checkpoints predate "arch"
+    ae.load_state_dict(ck["model"])
     return ae.eval()
 
 
@@ -308,27 +328,69 @@ class PairAug:
     """One augmentation of a pair, the same for both sides.
 
     Attributes:
+        blur: sigma of a Gaussian blur at native size, 0 = none.
+        sharpen: amount of an unsharp mask (sigma 1) at native size, 0 = none.
         pre_jpeg: quality of a JPEG pre-compression at native size, 0 = none.
         subnet: the validators' augmentation (resize to 256, JPEG 75, ...).
     """
 
     pre_jpeg: int
     subnet: SubnetAugParams
+    blur: float = 0.0
+    sharpen: float = 0.0
 
 
-def sample_pair_aug(rng: np.random.Generator, pre_jpeg_p: float = 0.5) -> PairAug:
+def sample_pair_aug(rng: np.random.Generator, pre_jpeg_p: float = 0.5, blur_p: float = 0.0,
+                    sharpen_p: float = 0.0) -> PairAug:
+    """Draw one pair augmentation; blur and sharpening exclude each other (blur wins the draw first)."""
     q = int(rng.integers(60, 96)) if rng.random() < pre_jpeg_p else 0
-    return PairAug(q, sample_subnet_aug(None, rng))
+    subnet = sample_subnet_aug(None, rng)
+    blur = sharpen = 0.0
+    if blur_p or sharpen_p:  # no extra draws when off: the first run's pairs stay reproducible
+        u = rng.random()
+        if u < blur_p:
+            blur = float(rng.uniform(0.4, 1.5))
+        elif u < blur_p + sharpen_p:
+            sharpen = float(rng.uniform(0.3, 1.0))
+    return PairAug(q, subnet, blur, sharpen)
 
 
-def augment_pair(original: np.ndarray, recon: np.ndarray, aug: PairAug) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``aug`` identically to both sides; returns two ``(256, 256, 3) uint8`` views."""
+def soften(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``sigma`` pixels (native size)."""
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), sigma)
+
+
+def unsharp(image: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:
+    """Unsharp mask: ``image + amount * (image - blur(image))``, clipped to uint8."""
+    x = image.astype(np.float32)
+    y = x + amount * (x - soften(image, sigma).astype(np.float32))
+    return np.clip(y + 0.5, 0, 255).astype(np.uint8)
+
+
+def resample_soft(image: np.ndarray, factor: float = 0.5) -> np.ndarray:
+    """Down-size by ``factor`` (area) and back up (bicubic): softness the detector never trained on."""
+    import cv2
+
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def augment_pair(original: np.ndarray, recon: np.ndarray, aug: PairAug,
+                 *extra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Apply ``aug`` identically to both sides (and to any ``extra`` side); returns ``(256, 256, 3) uint8`` views."""
     sides = []
-    for im in (original, recon):
+    for im in (original, recon, *extra):
+        if aug.blur:
+            im = soften(im, aug.blur)
+        elif aug.sharpen:
+            im = unsharp(im, aug.sharpen)
         if aug.pre_jpeg:
             im = jpeg_roundtrip(im, aug.pre_jpeg)
         sides.append(apply_subnet_aug(im, aug.subnet))
-    return sides[0], sides[1]
+    return tuple(sides)
 
 
 def make_recon(ae: SelfReconAE, image: np.ndarray) -> np.ndarray:
@@ -336,14 +398,20 @@ def make_recon(ae: SelfReconAE, image: np.ndarray) -> np.ndarray:
     return jpeg_roundtrip(reconstruct(ae, image), JPEG_RECON_QUALITY)
 
 
-def build_pairs(ae: SelfReconAE, images: Sequence[np.ndarray], views: int, seed: int = 0) -> np.ndarray:
-    """``(N, views, 2, 256, 256, 3) uint8``: per image, ``views`` augmentations of (original, recon)."""
-    out = np.empty((len(images), views, 2, 256, 256, 3), np.uint8)
+def build_pairs(ae: SelfReconAE, images: Sequence[np.ndarray], views: int, seed: int = 0, *,
+                blur_p: float = 0.0, sharpen_p: float = 0.0, soft_real: bool = False) -> np.ndarray:
+    """``(N, views, S, 256, 256, 3) uint8``: per image, ``views`` augmentations of (original, recon) and,
+    with ``soft_real``, a third side: the original alone blurred (sigma 0.5-1.5, JPEG 95 like the
+    reconstruction), a REAL the detector must not call fake for being soft. ``S`` is 2 or 3."""
+    sides = 3 if soft_real else 2
+    out = np.empty((len(images), views, sides, 256, 256, 3), np.uint8)
     for i, im in enumerate(images):
         rec = make_recon(ae, im)
         rng = np.random.default_rng([seed, i])
         for v in range(views):
-            out[i, v, 0], out[i, v, 1] = augment_pair(im, rec, sample_pair_aug(rng))
+            aug = sample_pair_aug(rng, blur_p=blur_p, sharpen_p=sharpen_p)
+            extra = (jpeg_roundtrip(soften(im, float(rng.uniform(0.5, 1.5))), JPEG_RECON_QUALITY),) if soft_real else ()
+            out[i, v] = np.stack(augment_pair(im, rec, aug, *extra))
         if (i + 1) % 50 == 0:
             logger.info("pairs: %d/%d", i + 1, len(images))
     return out
@@ -364,9 +432,10 @@ def train_detector(pairs: np.ndarray, out: Path, *, minutes: float, batch_pairs:
                    lr: float = 3e-4, seed: int = 0) -> dict:
     """Fine-tune the whole ImageNet Lite0 on random ``crop`` crops of pair views, resumable.
 
-    Each batch holds both sides of ``batch_pairs`` pairs at the same crop, so every gradient step
-    compares identical content; everything is trained because the traces are low-level and the
-    early stages are where ImageNet features ignore them.
+    Each batch holds every side of ``batch_pairs`` pairs at the same crop (original and blurred
+    original labelled real, reconstruction fake), so every gradient step compares identical content;
+    everything is trained because the traces are low-level and the early stages are where ImageNet
+    features ignore them.
     """
     torch.manual_seed(seed)
     model = make_detector().to(memory_format=torch.channels_last)
@@ -374,7 +443,9 @@ def train_detector(pairs: np.ndarray, out: Path, *, minutes: float, batch_pairs:
     state = {"step": 0, "elapsed": 0.0, "log": []}
     state = _resume(out, model, opt, state, "detector")
     rng = np.random.default_rng([seed, state["step"]])
-    n, v = pairs.shape[:2]
+    n, v, sides = pairs.shape[:3]
+    side_labels = [0, 1, 0][:sides]
+    class_weight = torch.tensor([1.0, sides - 1.0])  # as much weight on the fakes as on the reals
     budget = minutes * 60.0
     model.train()
     t0, last_save, run_loss, run_acc = time.time() - state["elapsed"], time.time(), [], []
@@ -388,11 +459,11 @@ def train_detector(pairs: np.ndarray, out: Path, *, minutes: float, batch_pairs:
         for i, vi, y, x, f in zip(ii, vv, ys, xs, flip, strict=True):
             c = pairs[i, vi, :, y : y + crop, x : x + crop]
             crops.append(c[:, :, ::-1] if f else c)
-        arr = np.ascontiguousarray(np.concatenate(crops))  # (2B, crop, crop, 3): real, fake, real, ...
+        arr = np.ascontiguousarray(np.concatenate(crops))  # (S*B, crop, crop, 3): real, fake[, soft real], ...
         xb = _norm(_to_tensor01(arr)).contiguous(memory_format=torch.channels_last)
-        yb = torch.tensor([0, 1] * batch_pairs)
+        yb = torch.tensor(side_labels * batch_pairs)
         logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
+        loss = F.cross_entropy(logits, yb, weight=class_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -439,12 +510,6 @@ def _views(image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return apply_subnet_aug(image, LEVEL0), apply_subnet_aug(image, view_params(name, 1, ViewSpec()))
 
 
-def _blur(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    import cv2
-
-    return cv2.GaussianBlur(image, (0, 0), sigma)
-
-
 def _auc(y: np.ndarray, s: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -457,27 +522,32 @@ def evaluate(model, ae: SelfReconAE, items: Sequence[MediaItem], groups: Sequenc
     from vidfake.training.features import item_id
 
     res: dict = {}
-    # Sanity and blur control on the TRAIN-group hold-out (never fitted on).
+    # Sanity and controls on the TRAIN-group hold-out (never fitted on): a real photo blurred (sigma 1;
+    # with --soft-reals a degradation the detector trained on as real) and a real photo down-sized by 2
+    # and up-sized back (a softness it never trained on) must not score as reconstructions do.
     held = [_load(items[i].path) for i in split.holdout]
     names = [item_id(items[i].path) for i in split.holdout]
-    clean, val, rclean, rval, bclean, bval = [], [], [], [], [], []
+    kinds = {"real": lambda im, rec: im, "recon": lambda im, rec: rec, "blur": lambda im, rec: soften(im, 1.0),
+             "resample": lambda im, rec: resample_soft(im)}
+    views: dict[str, list] = {f"{k}_{v}": [] for k in kinds for v in ("clean", "val")}
     psnrs = []
     for im, nm in zip(held, names, strict=True):
         rec = make_recon(ae, im)
         psnrs.append(psnr(reconstruct(ae, im).astype(np.float64) / 255, im.astype(np.float64) / 255))
-        for lst_c, lst_v, x in ((clean, val, im), (rclean, rval, rec), (bclean, bval, _blur(im))):
-            c, v = _views(x, nm)
-            lst_c.append(c)
-            lst_v.append(v)
-    s = {k: p_fake(model, np.stack(a)) for k, a in
-         {"real_clean": clean, "real_val": val, "recon_clean": rclean, "recon_val": rval,
-          "blur_clean": bclean, "blur_val": bval}.items()}
+        for k, fn in kinds.items():
+            c, v = _views(fn(im, rec), nm)
+            views[f"{k}_clean"].append(c)
+            views[f"{k}_val"].append(v)
+    s = {k: p_fake(model, np.stack(a)) for k, a in views.items()}
     y = np.r_[np.zeros(len(held)), np.ones(len(held))]
     res["holdout"] = {
         "n": len(held),
         "full_image_psnr_mean": float(np.mean(psnrs)),
         "auc_pairs_clean": _auc(y, np.r_[s["real_clean"], s["recon_clean"]]),
         "auc_pairs_val": _auc(y, np.r_[s["real_val"], s["recon_val"]]),
+        # the controls against the reconstructions: 1.0 = no control scores like a reconstruction
+        **{f"auc_recon_vs_{k}_{v}": _auc(y, np.r_[s[f"{k}_{v}"], s[f"recon_{v}"]])
+           for k in ("blur", "resample") for v in ("clean", "val")},
         **{f"mean_p_fake_{k}": float(v.mean()) for k, v in s.items()},
     }
     logger.info("holdout: %s", res["holdout"])
@@ -547,6 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ae-minutes", type=float, default=12.0)
     ap.add_argument("--det-minutes", type=float, default=12.0)
     ap.add_argument("--views", type=int, default=4, help="augmented views per training pair")
+    ap.add_argument("--latent", type=int, default=16, help="AE latent channels")
+    ap.add_argument("--down", type=int, default=2, choices=(2, 4), help="AE down-sampling factor (the first run: 4)")
+    ap.add_argument("--width", type=int, default=16, help="AE width at full resolution")
+    ap.add_argument("--blur-p", type=float, default=0.25,
+                    help="share of pair views blurred, both sides alike (the first run: 0)")
+    ap.add_argument("--sharpen-p", type=float, default=0.15,
+                    help="share of pair views sharpened, both sides alike (the first run: 0)")
+    ap.add_argument("--soft-reals", action=argparse.BooleanOptionalAction, default=True,
+                    help="add each original blurred alone as a third, real side (the first run: off)")
     ap.add_argument("--holdout", type=int, default=60, help="TRAIN-group files kept out of fitting")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-limit", type=int, default=None, help="score about this many eval images")
@@ -557,26 +636,30 @@ def main(argv: list[str] | None = None) -> int:
     items, groups, split = _items_and_split(args.data, args.holdout)
     logger.info("TRAIN reals %d (+%d held out), EVAL reals %d, fakes %d", len(split.train), len(split.holdout),
                 len(split.eval_real), len(split.eval_fake))
-    ae_path, pairs_path = args.cache / "ae.pt", args.cache / "pairs.npz"
+    ae_path, pairs_path = args.cache / "ae.pt", args.cache / "pairs.npy"
     det_path, res_path = args.cache / "detector.pt", args.cache / "results.json"
     train_imgs = None
     if args.stage in ("ae", "all"):
         train_imgs = [_load(items[i].path) for i in split.train]
         held = [_load(items[i].path) for i in split.holdout]
-        train_ae(train_imgs, held, ae_path, minutes=args.ae_minutes)
+        train_ae(train_imgs, held, ae_path, minutes=args.ae_minutes,
+                 arch={"width": args.width, "latent": args.latent, "down": args.down})
     if args.stage in ("pairs", "all"):
         if pairs_path.exists():
             logger.info("%s exists; delete it to rebuild", pairs_path)
         else:
             train_imgs = train_imgs or [_load(items[i].path) for i in split.train]
-            np.savez(pairs_path, pairs=build_pairs(load_ae(ae_path), train_imgs, args.views))
+            np.save(pairs_path, build_pairs(load_ae(ae_path), train_imgs, args.views, blur_p=args.blur_p,
+                                            sharpen_p=args.sharpen_p, soft_real=args.soft_reals))
     if args.stage in ("detector", "all"):
-        train_detector(np.load(pairs_path)["pairs"], det_path, minutes=args.det_minutes)
+        train_detector(np.load(pairs_path, mmap_mode="r"), det_path, minutes=args.det_minutes)
     if args.stage in ("eval", "all"):
         res = evaluate(load_detector(det_path), load_ae(ae_path), items, groups, split, limit=args.eval_limit)
         res["ae"] = {k: v for k, v in torch.load(ae_path, map_location="cpu", weights_only=False)["state"].items()
                      if k != "log"}
         res["split"] = {k: len(v) for k, v in asdict(split).items()}
+        res["recipe"] = {k: getattr(args, k) for k in ("views", "latent", "down", "width", "blur_p", "sharpen_p",
+                                                       "soft_reals", "ae_minutes", "det_minutes")}
         res_path.write_text(json.dumps(res, indent=1))
         print(markdown_table(res))
     return 0
