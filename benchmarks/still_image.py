@@ -1,6 +1,7 @@
-"""Still-image latency: the image probe (shipped since it won leave-one-source-out) against the 2D fine-tune.
+"""Still-image latency: the image probe (shipped since it won leave-one-source-out), the same probe without
+its RIGID pass (one trunk pass instead of two), and the 2D fine-tune.
 
-Both run in one process on the same inputs, alternating run by run, so machine load hits them alike:
+All run in one process on the same inputs, alternating run by run, so machine load hits them alike:
 ``Detector.detect`` on the subnet's 256 px wire image (base64 JPEG, decoded as the miner does; target
 <= 32 ms, issue 16) and on a 1024 x 768 photo. Inputs come from the project's own sample
 (samples/real_face.mp4), as in ``benchmarks/detect.py``.
@@ -47,11 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     if probe.still is None:
         raise SystemExit("the shipped detector.json names no image_probe: nothing to compare")
     finetune = Detector(replace(probe.config, image_probe=None), threads=args.threads)
+    import tempfile
+
+    from vidfake.scene import SceneHead
+
+    tmp = tempfile.TemporaryDirectory()
+    one_pass = Path(tmp.name) / "probe_without_rigid.safetensors"  # the same head, no RIGID term
+    SceneHead.load(probe.still.head_path).save(one_pass, {"candidate": "lite0_multi"})
+    no_rigid = Detector(replace(probe.config, image_probe=str(one_pass)), threads=args.threads)
     wire = encode_image_b64(subnet_image(_sample_frames(1, (384, 384))[0]))
     photo = _sample_frames(1, (1024, 768))[0]
     inputs = {"image 256 (wire b64)": lambda d: d.detect(decode_image_b64(wire), source="img"),
               "photo 1024x768": lambda d: d.detect(photo, kind="image", source="photo")}
-    paths = {f"probe ({probe.still_model_name})": probe, f"fine-tune ({probe.config.image_model})": finetune}
+    paths = {f"probe ({probe.still_model_name})": probe, "probe without its RIGID pass": no_rigid,
+             f"fine-tune ({probe.config.image_model})": finetune}
     times: dict[tuple[str, str], list[float]] = {}
     for name, fn in inputs.items():
         for det in paths.values():

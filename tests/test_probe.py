@@ -37,17 +37,52 @@ def test_missing_or_foreign_head_is_a_clear_error(tmp_path):
 
 
 def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
-    """The shipped head reads what the LOSO cache calls lite0_multi: same features, same logit."""
+    """The shipped head reads what the LOSO cache calls lite0_multi and blends in the score it calls
+    rigid_score: same features, same RIGID score given the same noise, same blended logit."""
+    import torch
+
+    from vidfake.probe import RigidTerm, rigid_score
     from vidfake.training import features as F
-    from vidfake.training.probe import CANDIDATE
+    from vidfake.training.probe import CANDIDATE, RIGID
 
     ex_name, block = F.CANDIDATES[CANDIDATE]
     image = _image(1)
     cached = F.EXTRACTORS[ex_name].build()(image, [], Path("x.jpg"))[block][0]  # view 0: level-0 wire input
     head = SceneHead.load(probe_path())
-    expected = head.logits([{"multi": cached}])[0]
+    term = RigidTerm.load(probe_path())
+    assert term is not None and probe.rigid is not None and F.CANDIDATES[RIGID] == ("lite0_rigid", "score")
+    # The cache's RIGID score, recomputed with the shipped (fixed) noise instead of the per-file draw.
+    bb = F._lite0_backbone()
+    x = F._to_input(F.global_view(image, 0)[None], bb.size)
+    with torch.inference_mode():
+        clean = bb.stages(x)[-1].mean((2, 3))[0]
+        noisy = bb.stages(x + torch.from_numpy(term.noise))[-1].mean((2, 3))[0]
+    score = 1.0 - float(torch.nn.functional.cosine_similarity(clean, noisy, dim=0))
+    assert abs(float(F.RIGID_SCORE_SIGMA) * 2 - float(term.noise.std())) < 0.002  # the cache's sigma
+    expected = term.blend(head.logits([{"multi": cached}])[0], score)
     got = probe.image_logits([F.global_view(image, 0)])[0]
     assert got == pytest.approx(expected, abs=1e-3)
+    feats = probe.trunk.frame_features(F.global_view(image, 0)[None])
+    assert rigid_score(feats, feats)[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_rigid_term_round_trips_and_rejects_malformed(tmp_path):
+    from vidfake.probe import RigidTerm, rigid_noise, save_probe
+
+    head = SceneHead(("multi",), np.zeros(3), np.ones(3), np.arange(3.0), 0.5)
+    term = RigidTerm(rigid_noise(), -1.0, 2.0, 0.01, 0.004)
+    save_probe(tmp_path / "h.safetensors", head, term, {"candidate": "x"})
+    back = RigidTerm.load(tmp_path / "h.safetensors")
+    np.testing.assert_array_equal(back.noise, term.noise)
+    assert (back.probe_mean, back.probe_scale, back.score_mean, back.score_scale) == (-1.0, 2.0, 0.01, 0.004)
+    assert SceneHead.load(tmp_path / "h.safetensors").bias == 0.5  # the head reads as before
+    assert back.blend(1.0, 0.014) == pytest.approx(1.0 + 1.0)
+    save_probe(tmp_path / "plain.safetensors", head, None)
+    assert RigidTerm.load(tmp_path / "plain.safetensors") is None
+    bad = RigidTerm(np.zeros((3, 8, 8), np.float32), 0.0, 1.0, 0.0, 1.0)
+    save_probe(tmp_path / "bad.safetensors", head, bad)
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        RigidTerm.load(tmp_path / "bad.safetensors")
 
 
 def test_shipped_detector_scores_stills_with_the_probe(shipped, probe):
@@ -86,9 +121,18 @@ def test_written_head_is_the_fitted_model():
     rows = x.reshape(-1, 12)
     blends = (x[y == 0][:5] + 0.5, groups[y == 0][:5])  # extra fakes tagged with their reals' groups
     for aux in (None, blends):
-        head, model = fit_probe(x, y, groups, aux)
+        head, term, model = fit_probe(x, y, groups, aux)
+        assert term is None
         p = 1 / (1 + np.exp(-head.logits([{"multi": r} for r in rows])))
         np.testing.assert_allclose(p, model.predict_proba(rows)[:, 1], atol=1e-6)
+    # With RIGID scores: the written head and term give the fitted blend's probabilities.
+    score = rng.random((60, 2)) * 0.01 + (y[:, None] == 1) * 0.003
+    head, term, model = fit_probe(x, y, groups, rigid=score)
+    z = term.blend(head.logits([{"multi": r} for r in rows]), score.reshape(-1))
+    ref = model.predict_proba(np.concatenate([rows, score.reshape(-1, 1)], axis=1))[:, 1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), ref, atol=1e-9)
+    with pytest.raises(ValueError, match="self-blends"):
+        fit_probe(x, y, groups, blends, rigid=score)
 
 
 def test_image_only_refit_keeps_the_video_fusion(tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +36,91 @@ if TYPE_CHECKING:
 
     from vidfake.scene import Lite0Trunk, SceneHead
 
-__all__ = ["PROBE_FEATURES", "PROBE_FILE", "ImageProbe", "probe_path"]
+__all__ = ["PROBE_FEATURES", "PROBE_FILE", "ImageProbe", "RigidTerm", "probe_path", "rigid_noise", "save_probe"]
 
 PROBE_FILE = "image_probe.safetensors"
 PROBE_FEATURES = ("multi",)  # the head's one feature block: Lite0Trunk.frame_features
 INPUT_SIZE = 224
+HEAD_DIM = 1280  # Lite0's head convolution: the last block of ``multi`` is its mean then its std
+RIGID_SIGMA = 0.05  # noise std in [0, 1] pixel units (vidfake.training.features.RIGID_SCORE_SIGMA)
+RIGID_SEED = 0
+
+
+def rigid_noise(sigma: float = RIGID_SIGMA, seed: int = RIGID_SEED, size: int = INPUT_SIZE) -> np.ndarray:
+    """The RIGID pass's fixed Gaussian noise, ``(3, size, size) float32`` in the trunk's normalised units
+    (inputs in [-1, 1], so twice the [0, 1] pixel std). Stored in the head file; this only makes it."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn((3, size, size), generator=gen) * (2.0 * sigma)).numpy()
+
+
+def rigid_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """One minus the cosine similarity of the head map's spatial means in two ``multi`` feature rows."""
+    a = np.asarray(clean, np.float64)[..., -2 * HEAD_DIM : -HEAD_DIM]
+    b = np.asarray(noisy, np.float64)[..., -2 * HEAD_DIM : -HEAD_DIM]
+    cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    return 1.0 - cos
+
+
+@dataclass(frozen=True, eq=False)
+class RigidTerm:
+    """The RIGID score blended with the head's log-odds (``docs/loso_images.md``, fourth pass).
+
+    RIGID (He, Chen and Ho, 2024): real images sit where a frozen representation is stable, so a small
+    Gaussian perturbation moves a generated image's embedding further. The score is ``1 - cos`` of the
+    trunk's pooled head embedding with and without :attr:`noise`. Nothing is learned for it, so it cannot
+    learn the sources' content, which is what every trained head here does. The blend standardises both
+    on the training rows and adds them with equal weight::
+
+        blended = (head_logit - probe_mean) / probe_scale + (rigid - score_mean) / score_scale
+
+    Attributes:
+        noise: ``(3, 224, 224) float32`` added to the normalised input (fixed: every image gets the same).
+        probe_mean, probe_scale, score_mean, score_scale: the standardisation, from the training rows.
+    """
+
+    noise: np.ndarray
+    probe_mean: float
+    probe_scale: float
+    score_mean: float
+    score_scale: float
+
+    def blend(self, logit, score):
+        """The blended log-odds (numpy arrays or torch tensors alike)."""
+        return (logit - self.probe_mean) / self.probe_scale + (score - self.score_mean) / self.score_scale
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"rigid_noise": np.asarray(self.noise, np.float32),
+                "rigid_stats": np.array([self.probe_mean, self.probe_scale, self.score_mean, self.score_scale],
+                                        np.float64)}
+
+    @classmethod
+    def load(cls, path: str | Path) -> RigidTerm | None:
+        """The term stored in a head file, or ``None`` for a head without one."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), "numpy") as f:
+            if "rigid_stats" not in f.keys():
+                return None
+            noise, stats = f.get_tensor("rigid_noise"), f.get_tensor("rigid_stats").astype(np.float64)
+        if noise.shape != (3, INPUT_SIZE, INPUT_SIZE) or stats.shape != (4,) or not np.all(stats[[1, 3]] > 0):
+            raise ValueError(f"{path}: malformed RIGID term (noise {noise.shape}, stats {stats.tolist()})")
+        return cls(noise.astype(np.float32), *map(float, stats))
+
+
+def save_probe(path: str | Path, head: SceneHead, rigid: RigidTerm | None,
+               metadata: dict[str, str] | None = None) -> None:
+    """Write the head (and its RIGID term) as one safetensors file."""
+    from safetensors.numpy import load_file, save_file
+
+    head.save(path, metadata)
+    if rigid is not None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "numpy") as f:
+            meta = f.metadata()
+        save_file({**load_file(str(path)), **rigid.tensors()}, str(path), metadata=meta)
 
 
 def probe_path() -> Path:
@@ -67,6 +148,8 @@ class ImageProbe:
         self.name = self.head_path.stem
         self.device = device
         self._head: SceneHead | None = None
+        self._rigid: RigidTerm | None = None
+        self._noise: torch.Tensor | None = None
         self._trunk: Lite0Trunk | None = None
         self._lock = threading.Lock()
 
@@ -79,6 +162,11 @@ class ImageProbe:
                 if head.features != PROBE_FEATURES:
                     raise ValueError(f"{self.head_path}: the head reads {head.features}, an image probe reads "
                                      f"{PROBE_FEATURES}")
+                self._rigid = RigidTerm.load(self.head_path)
+                if self._rigid is not None:
+                    import torch
+
+                    self._noise = torch.from_numpy(self._rigid.noise)
                 self._trunk = shared_trunk(self.device)  # the scene branch's trunk too
                 self._head = head
         return self._head, self._trunk
@@ -92,6 +180,12 @@ class ImageProbe:
     def head(self) -> SceneHead:
         """The logistic head (standardisation, weights, bias); loads on first use."""
         return self._load()[0]
+
+    @property
+    def rigid(self) -> RigidTerm | None:
+        """The RIGID term blended into the log-odds, ``None`` for a head without one; loads on first use."""
+        self._load()
+        return self._rigid
 
     @property
     def trunk(self) -> Lite0Trunk:
@@ -115,17 +209,28 @@ class ImageProbe:
         head, trunk = self._load()
         sized = np.stack(list(images) if already_sized else [self.prepare_image(im) for im in images])
         feats = trunk.frame_features(sized)
-        return head.logits([{"multi": f} for f in feats])
+        z = head.logits([{"multi": f} for f in feats])
+        if self._rigid is None:
+            return z
+        return self._rigid.blend(z, rigid_score(feats, trunk.frame_features(sized, noise=self._noise)))
 
     def logit_graph(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The log-odds of one prepared ``(224, 224, 3)`` image as a function of the trunk's last map.
 
         Returns ``(logit, last)``: a 0-d float64 tensor and the ``(1, 1280, 7, 7)`` leaf it depends on
-        (see :meth:`vidfake.scene.Lite0Trunk.features_graph`); build it under ``torch.enable_grad()``.
+        (see :meth:`vidfake.scene.Lite0Trunk.features_graph`); build it under ``torch.enable_grad()``. With
+        a RIGID term, the clean embedding enters through ``last`` and the noisy one as a constant.
         """
+        import torch
+
         head, trunk = self._load()
         per, last = trunk.features_graph(image[None])
-        return head.logit_tensor(per[0]), last
+        z = head.logit_tensor(per[0])
+        if self._rigid is None:
+            return z, last
+        noisy = torch.from_numpy(trunk.frame_features(image[None], noise=self._noise)[0, -2 * HEAD_DIM : -HEAD_DIM])
+        score = 1.0 - torch.nn.functional.cosine_similarity(last.mean((2, 3))[0].double(), noisy.double(), dim=0)
+        return self._rigid.blend(z, score), last
 
     def gradcam(self, image: np.ndarray) -> np.ndarray:
         """Grad-CAM of the log-odds over the trunk's last map for one prepared image, ``(224, 224)`` in [0, 1].

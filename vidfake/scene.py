@@ -240,13 +240,18 @@ class Lite0Trunk:
         self.model = m.eval().to(device).to(memory_format=torch.channels_last)
         self.device = device
 
-    def frame_features(self, frames: np.ndarray, batch: int = 16) -> np.ndarray:
-        """``(T, H, W, 3) uint8`` (resized to 224 here) -> ``(T, 4128) float32``."""
+    def frame_features(self, frames: np.ndarray, batch: int = 16, noise: torch.Tensor | None = None) -> np.ndarray:
+        """``(T, H, W, 3) uint8`` (resized to 224 here) -> ``(T, 4128) float32``.
+
+        ``noise``: ``(3, 224, 224)`` added to every normalised input (the image probe's RIGID pass).
+        """
         import torch
 
         out = []
         with torch.inference_mode():
             for x in self._inputs(frames, batch):
+                if noise is not None:
+                    x = (x + noise.to(x.device, x.dtype)).contiguous(memory_format=torch.channels_last)
                 maps = self._maps(x)
                 out.append(torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1)
                            .float().cpu().numpy())

@@ -288,7 +288,8 @@ def _split_head(model, cfg):
 
 def _fold_probe(detector) -> tuple[dict, dict]:
     """The image probe (:mod:`vidfake.probe`): the frozen trunk, the head's standardisation as buffers,
-    and its logistic regression with the still-image calibration folded into the classifier."""
+    and its logistic regression with the still-image calibration (and the RIGID blend's standardisation)
+    folded into the classifier; the RIGID noise and the score's weight as buffers."""
     import numpy as np
     import torch
 
@@ -305,10 +306,21 @@ def _fold_probe(detector) -> tuple[dict, dict]:
     out["feat_scale"] = torch.from_numpy(np.asarray(head.scale, np.float32))
     weight = torch.zeros(2, head.coef.size, dtype=torch.float64)
     bias = torch.zeros(2, dtype=torch.float64)
-    # calibrate_image: p = sigmoid(z / T + b), z = head.bias + coef . standardised features
-    weight[1] = torch.from_numpy(np.asarray(head.coef, np.float64)) / fusion.image_temperature
-    bias[1] = head.bias / fusion.image_temperature + fusion.image_bias
+    # calibrate_image: p = sigmoid(z / T + b), z = head.bias + coef . standardised features, or with the
+    # RIGID term z = (that - m1) / s1 + (score - m2) / s2 (vidfake.probe.RigidTerm.blend)
+    t = fusion.image_temperature
+    rigid = detector.still.rigid
+    scale, shift = (1.0, 0.0) if rigid is None else (1.0 / rigid.probe_scale, -rigid.probe_mean / rigid.probe_scale
+                                                      - rigid.score_mean / rigid.score_scale)
+    weight[1] = torch.from_numpy(np.asarray(head.coef, np.float64)) * scale / t
+    bias[1] = (head.bias * scale + shift) / t + fusion.image_bias
     out["classifier.weight"], out["classifier.bias"] = weight.float(), bias.float()
+    if rigid is not None:
+        from vidfake.probe import HEAD_DIM
+
+        arch["image"]["rigid_dim"] = HEAD_DIM
+        out["rigid_noise"] = torch.from_numpy(np.asarray(rigid.noise, np.float32))
+        out["rigid_weight"] = torch.tensor(1.0 / (rigid.score_scale * t), dtype=torch.float32)
     return arch, out
 
 

@@ -372,7 +372,10 @@ class ImageDetector(nn.Module):
     With ``ARCH["image"]["pool"] == "stage_stats"`` (vidfake's image probe) the embedding is the frozen
     network's :func:`stage_stats`, standardised by ``feat_mean`` / ``feat_scale`` in float32, and the
     classifier holds the probe's logistic regression with its calibration folded in; otherwise it is the
-    2D detector's pooled features.
+    2D detector's pooled features. With ``ARCH["image"]["rigid_dim"]`` (the probe's RIGID term) the network
+    runs a second time on the input plus the fixed ``rigid_noise``, and ``rigid_weight`` times one minus
+    the cosine similarity of the two head embeddings (the last ``rigid_dim`` means of the statistics) is
+    added to the fake logit.
     """
 
     def __init__(self, arch, num_classes=2):
@@ -381,26 +384,41 @@ class ImageDetector(nn.Module):
         self.size = int(arch["image"]["input_size"])
         self.net = build_image_net(arch["image"])
         self.stage_stats = arch["image"].get("pool") == "stage_stats"
+        self.rigid_dim = int(arch["image"].get("rigid_dim", 0))
         dim = int(arch["image"]["head_dim"]) if self.stage_stats else self.net.num_features
         self.classifier = nn.Linear(dim, num_classes)
         if self.stage_stats:
             self.register_buffer("feat_mean", torch.zeros(dim))
             self.register_buffer("feat_scale", torch.ones(dim))
+        if self.rigid_dim:
+            self.register_buffer("rigid_noise", torch.zeros(3, self.size, self.size))
+            self.register_buffer("rigid_weight", torch.zeros(()))
         self.register_buffer("mean", _stats(arch["image"]["mean"]), persistent=False)
         self.register_buffer("std", _stats(arch["image"]["std"]), persistent=False)
 
-    def features(self, x):
-        """``[B, 3, H, W]`` uint8 -> the classifier's input, before standardisation."""
-        dtype = self.classifier.weight.dtype
-        x = square_resize(x.float(), self.size)
-        x = ((x - self.mean) / self.std).to(dtype)
+    def _embed(self, x):
         return stage_stats(self.net, x) if self.stage_stats else self.net(x)
 
+    def features(self, x):
+        """``[B, 3, H, W]`` uint8 -> the classifier's input, before standardisation."""
+        x = square_resize(x.float(), self.size)
+        return self._embed(((x - self.mean) / self.std).to(self.classifier.weight.dtype))
+
     def forward(self, x):
-        feats = self.features(x)
-        if self.stage_stats:
-            feats = ((feats.float() - self.feat_mean.float()) / self.feat_scale.float()).to(self.classifier.weight.dtype)
-        return self.classifier(feats)
+        dtype = self.classifier.weight.dtype
+        x = (square_resize(x.float(), self.size) - self.mean) / self.std
+        feats = self._embed(x.to(dtype))
+        logits = self.classifier(
+            ((feats.float() - self.feat_mean.float()) / self.feat_scale.float()).to(dtype) if self.stage_stats
+            else feats)
+        if self.rigid_dim:
+            noisy = self._embed((x + self.rigid_noise.float()).to(dtype))
+            k = self.rigid_dim
+            a, b = feats[:, -2 * k : -k].float(), noisy[:, -2 * k : -k].float()
+            score = 1.0 - F.cosine_similarity(a, b, dim=1)
+            fake = logits[:, 1].float() + self.rigid_weight.float() * score
+            logits = torch.stack([logits[:, 0].float(), fake], 1).to(logits.dtype)
+        return logits
 
 
 class VideoDetector(nn.Module):

@@ -1,10 +1,12 @@
 """Train the still-image probe (:mod:`vidfake.probe`) from the frozen-feature cache.
 
-The probe is the LOSO table's ``lite0_multi`` / ``logreg_groupbal`` row (``docs/loso_images.md``): the
-ImageNet Lite0 trunk's multi-stage statistics of every image under K views (view 0 the validators'
-level-0 input, views 1..K-1 their augmentation mix), a standardised L2 logistic regression in which every
-source group of a label weighs the same (``--blends`` adds self-blended copies of the real images that
-have a face, extractor ``lite0_sbi``, as extra fakes: the ``+sbi`` row). Here it is fitted once on the
+The probe is the LOSO table's ``lite0_multi+rigid_score`` / ``blend_score`` row (``docs/loso_images.md``,
+fourth pass): the ImageNet Lite0 trunk's multi-stage statistics of every image under K views (view 0 the
+validators' level-0 input, views 1..K-1 their augmentation mix), a standardised L2 logistic regression in
+which every source group of a label weighs the same, and the training-free RIGID score added to its
+log-odds with equal weight after both are standardised (:class:`vidfake.probe.RigidTerm`; ``--no-rigid``
+leaves it out: the ``lite0_multi`` / ``logreg_groupbal`` row; ``--no-rigid --blends`` adds self-blended
+copies of the real images that have a face, extractor ``lite0_sbi``, as extra fakes: the ``+sbi`` row). Here it is fitted once on the
 train split (all views) and written as a :class:`vidfake.scene.SceneHead`; the val split is left for the
 Platt calibration (``vidfake train configs/fusion_image.yaml``) and for the model card. Features missing
 from the cache are extracted first (about 0.1 s an image on 2 cores).
@@ -30,6 +32,8 @@ __all__ = ["CANDIDATE", "HEAD", "fit_probe", "head_from_pipeline"]
 
 CANDIDATE = "lite0_multi"  # vidfake.training.features: what vidfake.scene.Lite0Trunk.frame_features computes
 HEAD = "logreg_groupbal"
+RIGID = "rigid_score"  # the training-free RIGID score, blended with the head's log-odds (vidfake.probe.RigidTerm)
+RIGID_HEAD = "blend_score"
 BLENDS = "lite0_multi_sbi"  # the same features of self-blended copies of the images with a face
 
 
@@ -45,13 +49,23 @@ def head_from_pipeline(model):
 
 
 def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-              aux: tuple[np.ndarray, np.ndarray] | None = None):
-    """Fit the head on ``(N, K, D)`` features (every view a row); returns ``(SceneHead, fitted model)``.
+              aux: tuple[np.ndarray, np.ndarray] | None = None, rigid: np.ndarray | None = None):
+    """Fit the head on ``(N, K, D)`` features (every view a row); returns ``(SceneHead, RigidTerm or None,
+    fitted model)``.
 
     ``aux``: extra *fake* rows ``(features (M, K, D), groups (M,))``, the self-blends of real images, each
     tagged with its real's source group, as :func:`vidfake.training.loso.evaluate` adds them.
+    ``rigid``: ``(N, K)`` RIGID scores of the same views: the model is then the LOSO table's
+    ``blend_score`` head (its last column the score), and the :class:`~vidfake.probe.RigidTerm` holds its
+    standardisation and the fixed inference noise.
     """
+    from vidfake.probe import RigidTerm, rigid_noise
     from vidfake.training.loso import HEADS
+
+    if rigid is not None:
+        if aux is not None:
+            raise ValueError("self-blends have no RIGID scores cached; fit with rigid=None")
+        features = np.concatenate([features, np.asarray(rigid, features.dtype)[..., None]], axis=2)
 
     k = features.shape[1]
     x = features.reshape(-1, features.shape[-1])
@@ -62,9 +76,12 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
         x = np.concatenate([x, ax.reshape(-1, ax.shape[-1])])
         y = np.concatenate([y, np.ones(len(ax) * ax.shape[1], dtype=y.dtype)])
         g = np.concatenate([g, np.repeat(np.asarray(ag).astype(str), ax.shape[1])])
-    model = HEADS[HEAD]()
+    model = HEADS[HEAD if rigid is None else RIGID_HEAD]()
     model.fit(x, y, groups=g)
-    return head_from_pipeline(model), model
+    if rigid is None:
+        return head_from_pipeline(model), None, model
+    term = RigidTerm(rigid_noise(), *map(float, model.stats))
+    return head_from_pipeline(model.model), term, model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="add self-blends of the train-split reals with a face as extra fakes (lite0_multi +sbi: "
                         "LOSO 0.571 / 0.349 against 0.563 / 0.235, val 0.765 against 0.822; off by default, "
                         "see docs/loso_images.md)")
+    p.add_argument("--rigid", action=argparse.BooleanOptionalAction, default=True,
+                   help="blend the training-free RIGID score in (lite0_multi+rigid_score / blend_score: LOSO "
+                        "0.578 / 0.420 against 0.563 / 0.235 without; see docs/loso_images.md)")
     args = p.parse_args(argv)
+    if args.rigid and args.blends:
+        p.error("--blends has no RIGID scores cached: add --no-rigid")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
@@ -96,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     from vidfake.training.groups import assign_groups
 
     items = read_manifest(args.data, kind="image")
-    extractors = [CANDIDATES[c][0] for c in (CANDIDATE, *([BLENDS] if args.blends else []))]
+    extractors = [CANDIDATES[c][0] for c in (CANDIDATE, *([BLENDS] if args.blends else []),
+                                             *([RIGID] if args.rigid else []))]
     status = extract(items, extractors, root=args.cache)
     failed = {f"{e} {k}": v for e in extractors for k, v in status[e].items() if v.startswith("error")}
     if failed:
@@ -111,15 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         blends = load_features(items, BLENDS, root=args.cache)
         keep = train & (y == 0) & np.isfinite(blends).all(axis=(1, 2))  # train-split reals with a face
         aux = (blends[keep], g[keep])
-    head, model = fit_probe(x[train], y[train], g[train], aux)
-    report: dict = {"candidate": CANDIDATE, "head": HEAD, "blends": 0 if aux is None else len(aux[0]),
+    r = load_features(items, RIGID, root=args.cache)[..., 0] if args.rigid else None
+    head, term, model = fit_probe(x[train], y[train], g[train], aux, None if r is None else r[train])
+    cand, head_name = (f"{CANDIDATE}+{RIGID}", RIGID_HEAD) if args.rigid else (CANDIDATE, HEAD)
+    report: dict = {"candidate": cand, "head": head_name, "blends": 0 if aux is None else len(aux[0]),
                     "train_items": int(train.sum()), "val_items": int(val.sum()), "views": int(x.shape[1]),
                     "cache": [str(FeatureCache(EXTRACTORS[e], spec_for(e), args.cache).dir) for e in extractors]}
     if val.any():
         for name, views in (("clean", [0]), ("validator", list(range(1, x.shape[1])))):
             xv = x[val][:, views].reshape(-1, x.shape[-1])
             yv = np.repeat(y[val], len(views))
-            z = head.logits([{"multi": r} for r in xv])
+            z = head.logits([{"multi": row} for row in xv])
+            if term is not None:
+                rv = r[val][:, views].reshape(-1)
+                z = term.blend(z, rv)
+                xv = np.concatenate([xv, rv[:, None]], axis=1)
             ref = model.predict_proba(xv)[:, 1]
             # The written head is the fitted model: same probabilities to float precision.
             if not np.allclose(1 / (1 + np.exp(-z)), ref, atol=1e-6):
@@ -129,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             report[f"val_mcc_{name}_at_0"] = float(matthews_corrcoef(yv, z >= 0))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    head.save(out, metadata={"candidate": CANDIDATE, "head": HEAD, "data": str(args.data), "split": "train",
-                             "blends": BLENDS if args.blends else "none", "date": date.today().isoformat()})
+    from vidfake.probe import save_probe
+
+    save_probe(out, head, term, metadata={"candidate": cand, "head": head_name, "data": str(args.data),
+                                          "split": "train", "blends": BLENDS if args.blends else "none",
+                                          "date": date.today().isoformat()})
     logger.info("wrote %s", out)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
