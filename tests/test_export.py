@@ -482,7 +482,7 @@ def test_probe_image_export(tmp_path):
                                    fusion=FusionParams(image_temperature=1.7, image_bias=0.25))
     r = export_package(det, tmp_path / "probe", modality="image", size=224)
     assert r.arch["image"]["pool"] == "stage_stats" and r.arch["image"]["head_dim"] == 4128
-    assert det.still.rigid is not None and r.arch["image"]["rigid_dim"] == 1280  # the RIGID pass travels too
+    assert det.still.rigid is not None and r.arch["image"]["rigid_start"] == det.still.rigid.start  # the second pass too
     assert det.still_model_name in r.source_models and "probe trunk" in " ".join(r.source_models)
     model, _ = load_package_model(r.folder)
     images = np.random.default_rng(10).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)

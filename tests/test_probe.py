@@ -38,10 +38,10 @@ def test_missing_or_foreign_head_is_a_clear_error(tmp_path):
 
 def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
     """The shipped head reads what the LOSO cache calls lite0_multi and blends in the score it calls
-    rigid_score: same features, same RIGID score given the same noise, same blended logit."""
+    rigid_mid1: same features, same stability score given the same noise, same blended logit."""
     import torch
 
-    from vidfake.probe import RigidTerm, rigid_score
+    from vidfake.probe import RIGID_SIGMA, RIGID_START, RigidTerm, rigid_score
     from vidfake.training import features as F
     from vidfake.training.probe import CANDIDATE, RIGID
 
@@ -50,39 +50,60 @@ def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
     cached = F.EXTRACTORS[ex_name].build()(image, [], Path("x.jpg"))[block][0]  # view 0: level-0 wire input
     head = SceneHead.load(probe_path())
     term = RigidTerm.load(probe_path())
-    assert term is not None and probe.rigid is not None and F.CANDIDATES[RIGID] == ("lite0_rigid", "score")
-    # The cache's RIGID score, recomputed with the shipped (fixed) noise instead of the per-file draw.
-    bb = F._lite0_backbone()
-    x = F._to_input(F.global_view(image, 0)[None], bb.size)
+    assert term is not None and probe.rigid is not None
+    # The cache's candidate is the shipped term's recipe: same block, same relative sigma.
+    assert F.CANDIDATES[RIGID] == ("lite0_rigid_mid", "score_1")
+    assert (RIGID_START, RIGID_SIGMA) == (F.RIGID_MID_START, F.RIGID_MID_SIGMAS[0]) == (term.start, term.sigma)
+    # The cache's score, recomputed with the shipped (fixed) noise instead of the per-file draw.
+    m = F._lite0_backbone().model
+    x = F._to_input(F.global_view(image, 0)[None], 224)
     with torch.inference_mode():
-        clean = bb.stages(x)[-1].mean((2, 3))[0]
-        noisy = bb.stages(x + torch.from_numpy(term.noise))[-1].mean((2, 3))[0]
-    score = 1.0 - float(torch.nn.functional.cosine_similarity(clean, noisy, dim=0))
-    assert abs(float(F.RIGID_SCORE_SIGMA) * 2 - float(term.noise.std())) < 0.002  # the cache's sigma
+        y = m.bn1(m.conv_stem(x))
+        for stage in m.blocks[: term.start]:
+            y = stage(y)
+        noisy = y + term.sigma * y.pow(2).mean().sqrt() * torch.from_numpy(term.noise)
+        for stage in m.blocks[term.start :]:
+            y, noisy = stage(y), stage(noisy)
+        a, b = m.bn2(m.conv_head(y)).mean((2, 3))[0], m.bn2(m.conv_head(noisy)).mean((2, 3))[0]
+    score = 1.0 - float(torch.nn.functional.cosine_similarity(a, b, dim=0))
     expected = term.blend(head.logits([{"multi": cached}])[0], score)
     got = probe.image_logits([F.global_view(image, 0)])[0]
     assert got == pytest.approx(expected, abs=1e-3)
     feats = probe.trunk.frame_features(F.global_view(image, 0)[None])
-    assert rigid_score(feats, feats)[0] == pytest.approx(0.0, abs=1e-9)
+    assert rigid_score(feats, feats[:, -2560:-1280])[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_rigid_term_round_trips_and_rejects_malformed(tmp_path):
     from vidfake.probe import RigidTerm, rigid_noise, save_probe
 
     head = SceneHead(("multi",), np.zeros(3), np.ones(3), np.arange(3.0), 0.5)
-    term = RigidTerm(rigid_noise(), -1.0, 2.0, 0.01, 0.004)
+    term = RigidTerm(rigid_noise(), 5, 0.1, -1.0, 2.0, 0.01, 0.004)
     save_probe(tmp_path / "h.safetensors", head, term, {"candidate": "x"})
     back = RigidTerm.load(tmp_path / "h.safetensors")
     np.testing.assert_array_equal(back.noise, term.noise)
+    assert (back.start, back.sigma) == (5, 0.1)
     assert (back.probe_mean, back.probe_scale, back.score_mean, back.score_scale) == (-1.0, 2.0, 0.01, 0.004)
     assert SceneHead.load(tmp_path / "h.safetensors").bias == 0.5  # the head reads as before
     assert back.blend(1.0, 0.014) == pytest.approx(1.0 + 1.0)
     save_probe(tmp_path / "plain.safetensors", head, None)
     assert RigidTerm.load(tmp_path / "plain.safetensors") is None
-    bad = RigidTerm(np.zeros((3, 8, 8), np.float32), 0.0, 1.0, 0.0, 1.0)
-    save_probe(tmp_path / "bad.safetensors", head, bad)
-    with pytest.raises(ValueError, match="bad.safetensors"):
-        RigidTerm.load(tmp_path / "bad.safetensors")
+    for name, bad in (("shape", RigidTerm(np.zeros((3, 8, 8), np.float32), 5, 0.1, 0.0, 1.0, 0.0, 1.0)),
+                      ("block", RigidTerm(rigid_noise(), 4, 0.1, 0.0, 1.0, 0.0, 1.0)),
+                      ("scale", RigidTerm(rigid_noise(), 5, 0.1, 0.0, 0.0, 0.0, 1.0))):
+        save_probe(tmp_path / f"bad_{name}.safetensors", head, bad)
+        with pytest.raises(ValueError, match=f"bad_{name}.safetensors"):
+            RigidTerm.load(tmp_path / f"bad_{name}.safetensors")
+
+
+def test_perturbed_pass_reruns_only_the_last_stages(probe):
+    """The trunk's second pass starts at the perturbed block: a perturbation that changes nothing gives
+    the clean head embedding, and the clean features are frame_features' own."""
+    frames = np.stack([_image(4, 224, 224), _image(5, 224, 224)])
+    feats, same = probe.trunk.perturbed_features(frames, 5, lambda y: y)
+    np.testing.assert_allclose(feats, probe.trunk.frame_features(frames), atol=1e-5)
+    np.testing.assert_allclose(same, feats[:, -2560:-1280], atol=1e-4)
+    _, moved = probe.trunk.perturbed_features(frames, 5, probe.rigid.perturb)
+    assert not np.allclose(moved, same, atol=1e-4)
 
 
 def test_shipped_detector_scores_stills_with_the_probe(shipped, probe):

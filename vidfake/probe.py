@@ -42,49 +42,64 @@ PROBE_FILE = "image_probe.safetensors"
 PROBE_FEATURES = ("multi",)  # the head's one feature block: Lite0Trunk.frame_features
 INPUT_SIZE = 224
 HEAD_DIM = 1280  # Lite0's head convolution: the last block of ``multi`` is its mean then its std
-RIGID_SIGMA = 0.05  # noise std in [0, 1] pixel units (vidfake.training.features.RIGID_SCORE_SIGMA)
+RIGID_START = 5  # the perturbation enters the input of blocks.5 (vidfake.training.features.RIGID_MID_START)
+RIGID_SIGMA = 0.1  # its std relative to that map's RMS (vidfake.training.features.RIGID_MID_SIGMAS[0])
+RIGID_SHAPE = (112, 14, 14)  # that map at 224 px: Lite0's blocks.4 output
 RIGID_SEED = 0
 
 
-def rigid_noise(sigma: float = RIGID_SIGMA, seed: int = RIGID_SEED, size: int = INPUT_SIZE) -> np.ndarray:
-    """The RIGID pass's fixed Gaussian noise, ``(3, size, size) float32`` in the trunk's normalised units
-    (inputs in [-1, 1], so twice the [0, 1] pixel std). Stored in the head file; this only makes it."""
+def rigid_noise(seed: int = RIGID_SEED, shape: tuple[int, ...] = RIGID_SHAPE) -> np.ndarray:
+    """The RIGID pass's fixed standard-normal draw, ``float32`` of ``shape``. Stored in the head file; this
+    only makes it."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-    return (torch.randn((3, size, size), generator=gen) * (2.0 * sigma)).numpy()
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).numpy()
 
 
 def rigid_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    """One minus the cosine similarity of the head map's spatial means in two ``multi`` feature rows."""
+    """One minus the cosine similarity of the head embedding in ``multi`` feature rows (``clean``, its
+    head-map mean block) and the perturbed pass's head embedding (``noisy``, ``(..., 1280)``)."""
     a = np.asarray(clean, np.float64)[..., -2 * HEAD_DIM : -HEAD_DIM]
-    b = np.asarray(noisy, np.float64)[..., -2 * HEAD_DIM : -HEAD_DIM]
+    b = np.asarray(noisy, np.float64)
     cos = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
     return 1.0 - cos
 
 
 @dataclass(frozen=True, eq=False)
 class RigidTerm:
-    """The RIGID score blended with the head's log-odds (``docs/loso_images.md``, fourth pass).
+    """A RIGID-style stability score blended with the head's log-odds (``docs/loso_images.md``, fourth
+    pass).
 
     RIGID (He, Chen and Ho, 2024): real images sit where a frozen representation is stable, so a small
-    Gaussian perturbation moves a generated image's embedding further. The score is ``1 - cos`` of the
-    trunk's pooled head embedding with and without :attr:`noise`. Nothing is learned for it, so it cannot
-    learn the sources' content, which is what every trained head here does. The blend standardises both
-    on the training rows and adds them with equal weight::
+    Gaussian perturbation moves a generated image's embedding further. RIGID perturbs the pixels, which
+    costs a second pass of the whole trunk; here the perturbation enters the feature map that feeds
+    ``blocks.<start>`` (std ``sigma`` times that map's RMS, per image), so the second pass runs only the
+    last stages. The score is ``1 - cos`` of the head embedding with and without it. Nothing is learned
+    for it. The blend standardises both on the training rows and adds them with equal weight::
 
-        blended = (head_logit - probe_mean) / probe_scale + (rigid - score_mean) / score_scale
+        blended = (head_logit - probe_mean) / probe_scale + (score - score_mean) / score_scale
 
     Attributes:
-        noise: ``(3, 224, 224) float32`` added to the normalised input (fixed: every image gets the same).
+        noise: ``(112, 14, 14) float32`` standard-normal draw (fixed: every image gets the same).
+        start: the block whose input is perturbed.
+        sigma: the perturbation's std relative to that input's RMS.
         probe_mean, probe_scale, score_mean, score_scale: the standardisation, from the training rows.
     """
 
     noise: np.ndarray
+    start: int
+    sigma: float
     probe_mean: float
     probe_scale: float
     score_mean: float
     score_scale: float
+
+    def perturb(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` (the input of ``blocks.<start>``, ``(B, C, h, w)``) plus the scaled noise."""
+        import torch
+
+        rms = y.float().pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+        return y + (self.sigma * rms * torch.from_numpy(self.noise).to(y.device)).to(y.dtype)
 
     def blend(self, logit, score):
         """The blended log-odds (numpy arrays or torch tensors alike)."""
@@ -92,6 +107,7 @@ class RigidTerm:
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"rigid_noise": np.asarray(self.noise, np.float32),
+                "rigid_config": np.array([self.start, self.sigma], np.float64),
                 "rigid_stats": np.array([self.probe_mean, self.probe_scale, self.score_mean, self.score_scale],
                                         np.float64)}
 
@@ -103,10 +119,17 @@ class RigidTerm:
         with safe_open(str(path), "numpy") as f:
             if "rigid_stats" not in f.keys():
                 return None
-            noise, stats = f.get_tensor("rigid_noise"), f.get_tensor("rigid_stats").astype(np.float64)
-        if noise.shape != (3, INPUT_SIZE, INPUT_SIZE) or stats.shape != (4,) or not np.all(stats[[1, 3]] > 0):
-            raise ValueError(f"{path}: malformed RIGID term (noise {noise.shape}, stats {stats.tolist()})")
-        return cls(noise.astype(np.float32), *map(float, stats))
+            if "rigid_config" not in f.keys():
+                raise ValueError(f"{path}: a RIGID term without rigid_config (written before the feature-map "
+                                 "perturbation); rewrite it with python -m vidfake.training.probe")
+            noise = f.get_tensor("rigid_noise")
+            config = f.get_tensor("rigid_config").astype(np.float64)
+            stats = f.get_tensor("rigid_stats").astype(np.float64)
+        if (noise.shape != RIGID_SHAPE or config.shape != (2,) or stats.shape != (4,)
+                or not np.all(stats[[1, 3]] > 0) or config[0] != RIGID_START or not config[1] > 0):
+            raise ValueError(f"{path}: malformed RIGID term (noise {noise.shape}, config {config.tolist()}, "
+                             f"stats {stats.tolist()}; this version perturbs blocks.{RIGID_START}'s input)")
+        return cls(noise.astype(np.float32), int(config[0]), float(config[1]), *map(float, stats))
 
 
 def save_probe(path: str | Path, head: SceneHead, rigid: RigidTerm | None,
@@ -149,7 +172,6 @@ class ImageProbe:
         self.device = device
         self._head: SceneHead | None = None
         self._rigid: RigidTerm | None = None
-        self._noise: torch.Tensor | None = None
         self._trunk: Lite0Trunk | None = None
         self._lock = threading.Lock()
 
@@ -163,10 +185,6 @@ class ImageProbe:
                     raise ValueError(f"{self.head_path}: the head reads {head.features}, an image probe reads "
                                      f"{PROBE_FEATURES}")
                 self._rigid = RigidTerm.load(self.head_path)
-                if self._rigid is not None:
-                    import torch
-
-                    self._noise = torch.from_numpy(self._rigid.noise)
                 self._trunk = shared_trunk(self.device)  # the scene branch's trunk too
                 self._head = head
         return self._head, self._trunk
@@ -208,11 +226,11 @@ class ImageProbe:
         """Fake log-odds (before calibration) of ``(H, W, 3) uint8`` images, ``(N,) float64``."""
         head, trunk = self._load()
         sized = np.stack(list(images) if already_sized else [self.prepare_image(im) for im in images])
-        feats = trunk.frame_features(sized)
-        z = head.logits([{"multi": f} for f in feats])
         if self._rigid is None:
-            return z
-        return self._rigid.blend(z, rigid_score(feats, trunk.frame_features(sized, noise=self._noise)))
+            feats = trunk.frame_features(sized)
+            return head.logits([{"multi": f} for f in feats])
+        feats, noisy = trunk.perturbed_features(sized, self._rigid.start, self._rigid.perturb)
+        return self._rigid.blend(head.logits([{"multi": f} for f in feats]), rigid_score(feats, noisy))
 
     def logit_graph(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The log-odds of one prepared ``(224, 224, 3)`` image as a function of the trunk's last map.
@@ -228,7 +246,7 @@ class ImageProbe:
         z = head.logit_tensor(per[0])
         if self._rigid is None:
             return z, last
-        noisy = torch.from_numpy(trunk.frame_features(image[None], noise=self._noise)[0, -2 * HEAD_DIM : -HEAD_DIM])
+        noisy = torch.from_numpy(trunk.perturbed_features(image[None], self._rigid.start, self._rigid.perturb)[1][0])
         score = 1.0 - torch.nn.functional.cosine_similarity(last.mean((2, 3))[0].double(), noisy.double(), dim=0)
         return self._rigid.blend(z, score), last
 

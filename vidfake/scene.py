@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -222,6 +222,13 @@ def safe_std(x: torch.Tensor, dim: Any, correction: int) -> torch.Tensor:
     return x.var(dim, correction=correction).clamp_min(1e-30).sqrt()
 
 
+def _pooled_stats(maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Spatial mean then std of every map, concatenated: ``(B, sum 2 C_k)``."""
+    import torch
+
+    return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1)
+
+
 class Lite0Trunk:
     """Frozen ImageNet EfficientNet-Lite0: per frame, mean and std over space of every stage (4128 values).
 
@@ -240,22 +247,37 @@ class Lite0Trunk:
         self.model = m.eval().to(device).to(memory_format=torch.channels_last)
         self.device = device
 
-    def frame_features(self, frames: np.ndarray, batch: int = 16, noise: torch.Tensor | None = None) -> np.ndarray:
-        """``(T, H, W, 3) uint8`` (resized to 224 here) -> ``(T, 4128) float32``.
-
-        ``noise``: ``(3, 224, 224)`` added to every normalised input (the image probe's RIGID pass).
-        """
+    def frame_features(self, frames: np.ndarray, batch: int = 16) -> np.ndarray:
+        """``(T, H, W, 3) uint8`` (resized to 224 here) -> ``(T, 4128) float32``."""
         import torch
 
         out = []
         with torch.inference_mode():
             for x in self._inputs(frames, batch):
-                if noise is not None:
-                    x = (x + noise.to(x.device, x.dtype)).contiguous(memory_format=torch.channels_last)
-                maps = self._maps(x)
-                out.append(torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1)
-                           .float().cpu().numpy())
+                out.append(_pooled_stats(self._maps(x)).float().cpu().numpy())
         return np.concatenate(out)
+
+    def perturbed_features(self, frames: np.ndarray, start: int, perturb: Callable[[torch.Tensor], torch.Tensor],
+                           batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`frame_features`, and the head embedding of a second pass from ``blocks.<start>`` on whose
+        input is ``perturb(input)`` (the image probe's RIGID term): the first ``start`` blocks run once.
+
+        Returns:
+            ``(features (T, 4128), perturbed head embedding (T, 1280))``, float32.
+        """
+        import torch
+
+        feats, noisy = [], []
+        m = self.model
+        with torch.inference_mode():
+            for x in self._inputs(frames, batch):
+                maps = self._maps(x)
+                feats.append(_pooled_stats(maps).float().cpu().numpy())
+                y = perturb(maps[start - 1])
+                for stage in m.blocks[start:]:
+                    y = stage(y)
+                noisy.append(m.bn2(m.conv_head(y)).mean((2, 3)).float().cpu().numpy())
+        return np.concatenate(feats), np.concatenate(noisy)
 
     def stage_maps(self, frames: np.ndarray, batch: int = 16) -> list[torch.Tensor]:
         """The maps :meth:`frame_features` pools, without gradients (for :meth:`SceneBranch.gradcam`).

@@ -316,9 +316,8 @@ def _fold_probe(detector) -> tuple[dict, dict]:
     bias[1] = (head.bias * scale + shift) / t + fusion.image_bias
     out["classifier.weight"], out["classifier.bias"] = weight.float(), bias.float()
     if rigid is not None:
-        from vidfake.probe import HEAD_DIM
-
-        arch["image"]["rigid_dim"] = HEAD_DIM
+        arch["image"].update(rigid_start=int(rigid.start), rigid_sigma=float(rigid.sigma),
+                             rigid_shape=list(rigid.noise.shape))
         out["rigid_noise"] = torch.from_numpy(np.asarray(rigid.noise, np.float32))
         out["rigid_weight"] = torch.tensor(1.0 / (rigid.score_scale * t), dtype=torch.float32)
     return arch, out

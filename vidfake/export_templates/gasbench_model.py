@@ -124,15 +124,21 @@ def build_image_net(arch):
     raise ValueError(f"unknown 2D family {arch['family']!r}")
 
 
-def stage_stats(net, x):
-    """Spatial mean and std of every stage's output of a Lite EfficientNet, then of its head convolution's
-    (vidfake's ``Lite0Trunk.frame_features``): ``(B, 3, S, S)`` normalised -> ``(B, F)`` float32."""
+def stage_maps(net, x):
+    """Every stage's output of a Lite EfficientNet, then its head convolution's."""
     y = net.bn1(net.conv_stem(x))
     maps = []
     for stage in net.blocks:
         y = stage(y)
         maps.append(y)
     maps.append(net.bn2(net.conv_head(y)))
+    return maps
+
+
+def stage_stats(net, x, maps=None):
+    """Spatial mean and std of every stage's output of a Lite EfficientNet, then of its head convolution's
+    (vidfake's ``Lite0Trunk.frame_features``): ``(B, 3, S, S)`` normalised -> ``(B, F)`` float32."""
+    maps = stage_maps(net, x) if maps is None else maps
     return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps], 1).float()
 
 
@@ -372,10 +378,10 @@ class ImageDetector(nn.Module):
     With ``ARCH["image"]["pool"] == "stage_stats"`` (vidfake's image probe) the embedding is the frozen
     network's :func:`stage_stats`, standardised by ``feat_mean`` / ``feat_scale`` in float32, and the
     classifier holds the probe's logistic regression with its calibration folded in; otherwise it is the
-    2D detector's pooled features. With ``ARCH["image"]["rigid_dim"]`` (the probe's RIGID term) the network
-    runs a second time on the input plus the fixed ``rigid_noise``, and ``rigid_weight`` times one minus
-    the cosine similarity of the two head embeddings (the last ``rigid_dim`` means of the statistics) is
-    added to the fake logit.
+    2D detector's pooled features. With ``ARCH["image"]["rigid_start"]`` (the probe's stability term) the
+    input of ``net.blocks[rigid_start]`` gets the fixed ``rigid_noise`` times ``rigid_sigma`` times its RMS,
+    the last stages run again on it, and ``rigid_weight`` times one minus the cosine similarity of the two
+    head embeddings is added to the fake logit.
     """
 
     def __init__(self, arch, num_classes=2):
@@ -384,38 +390,41 @@ class ImageDetector(nn.Module):
         self.size = int(arch["image"]["input_size"])
         self.net = build_image_net(arch["image"])
         self.stage_stats = arch["image"].get("pool") == "stage_stats"
-        self.rigid_dim = int(arch["image"].get("rigid_dim", 0))
+        self.rigid_start = int(arch["image"].get("rigid_start", 0))
         dim = int(arch["image"]["head_dim"]) if self.stage_stats else self.net.num_features
         self.classifier = nn.Linear(dim, num_classes)
         if self.stage_stats:
             self.register_buffer("feat_mean", torch.zeros(dim))
             self.register_buffer("feat_scale", torch.ones(dim))
-        if self.rigid_dim:
-            self.register_buffer("rigid_noise", torch.zeros(3, self.size, self.size))
+        if self.rigid_start:
+            self.rigid_sigma = float(arch["image"]["rigid_sigma"])
+            self.register_buffer("rigid_noise", torch.zeros(tuple(arch["image"]["rigid_shape"])))
             self.register_buffer("rigid_weight", torch.zeros(()))
         self.register_buffer("mean", _stats(arch["image"]["mean"]), persistent=False)
         self.register_buffer("std", _stats(arch["image"]["std"]), persistent=False)
 
-    def _embed(self, x):
-        return stage_stats(self.net, x) if self.stage_stats else self.net(x)
-
     def features(self, x):
         """``[B, 3, H, W]`` uint8 -> the classifier's input, before standardisation."""
         x = square_resize(x.float(), self.size)
-        return self._embed(((x - self.mean) / self.std).to(self.classifier.weight.dtype))
+        x = ((x - self.mean) / self.std).to(self.classifier.weight.dtype)
+        return stage_stats(self.net, x) if self.stage_stats else self.net(x)
 
     def forward(self, x):
         dtype = self.classifier.weight.dtype
-        x = (square_resize(x.float(), self.size) - self.mean) / self.std
-        feats = self._embed(x.to(dtype))
-        logits = self.classifier(
-            ((feats.float() - self.feat_mean.float()) / self.feat_scale.float()).to(dtype) if self.stage_stats
-            else feats)
-        if self.rigid_dim:
-            noisy = self._embed((x + self.rigid_noise.float()).to(dtype))
-            k = self.rigid_dim
-            a, b = feats[:, -2 * k : -k].float(), noisy[:, -2 * k : -k].float()
-            score = 1.0 - F.cosine_similarity(a, b, dim=1)
+        x = ((square_resize(x.float(), self.size) - self.mean) / self.std).to(dtype)
+        if not self.stage_stats:
+            return self.classifier(self.net(x))
+        maps = stage_maps(self.net, x)
+        feats = stage_stats(self.net, x, maps)
+        logits = self.classifier(((feats - self.feat_mean.float()) / self.feat_scale.float()).to(dtype))
+        if self.rigid_start:
+            y = maps[self.rigid_start - 1]
+            rms = y.float().pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+            y = y + (self.rigid_sigma * rms * self.rigid_noise.float()).to(y.dtype)
+            for stage in self.net.blocks[self.rigid_start:]:
+                y = stage(y)
+            noisy = self.net.bn2(self.net.conv_head(y)).mean((2, 3)).float()
+            score = 1.0 - F.cosine_similarity(maps[-1].mean((2, 3)).float(), noisy, dim=1)
             fake = logits[:, 1].float() + self.rigid_weight.float() * score
             logits = torch.stack([logits[:, 0].float(), fake], 1).to(logits.dtype)
         return logits
@@ -579,5 +588,5 @@ def load_model(weights_path: str, num_classes: int = 2) -> nn.Module:
     return detector
 
 
-__all__ = ["ARCH", "ImageDetector", "SceneDetector", "VideoDetector", "load_model", "stage_stats",
+__all__ = ["ARCH", "ImageDetector", "SceneDetector", "VideoDetector", "load_model", "stage_maps", "stage_stats",
            "temporal_features", "wire_frames"]

@@ -350,6 +350,53 @@ def rigid_features(bb: _Backbone, batch: np.ndarray, name: str) -> dict[str, np.
     return {"rigid": torch.stack(cols, 1).numpy(), "score": score[:, None].numpy()}
 
 
+RIGID_MID_START = 5  # the noise enters the input of blocks.5: the noisy pass recomputes blocks.5 onwards only
+RIGID_MID_SIGMAS = (0.1, 0.3)  # noise std relative to the map's RMS
+
+
+def rigid_mid_features(bb: _Backbone, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """A cheaper RIGID: the Gaussian perturbation enters the feature map that feeds ``blocks.5`` (std a
+    fraction :data:`RIGID_MID_SIGMAS` of that map's RMS, per image), so the second pass runs only the
+    last three stages. Score per sigma: one minus the cosine similarity of the head embeddings.
+
+    Returns:
+        ``score_<sigma x 10>`` for each sigma (``score_1``, ``score_3``): ``(K, 1)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    m = bb.model
+    x = _to_input(batch, bb.size).contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(_name_seed(name) % (2**63))
+
+    def rest(y):
+        for stage in m.blocks[RIGID_MID_START:]:
+            y = stage(y)
+        return m.bn2(m.conv_head(y)).mean((2, 3))
+
+    with torch.inference_mode():
+        y = m.bn1(m.conv_stem(x))
+        for stage in m.blocks[:RIGID_MID_START]:
+            y = stage(y)
+        clean = rest(y)
+        rms = y.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+        out = {}
+        for sigma in RIGID_MID_SIGMAS:
+            noise = torch.randn(y.shape, generator=gen) * sigma * rms
+            out[f"score_{round(sigma * 10)}"] = (1.0 - F.cosine_similarity(clean, rest(y + noise), dim=1))[:, None].numpy()
+    return out
+
+
+def _rigid_mid_fn() -> FeatureFn:
+    bb = _lite0_backbone()
+
+    def fn(image, views, path):
+        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
+        return rigid_mid_features(bb, batch, item_id(path))
+
+    return fn
+
+
 def _rigid_fn() -> FeatureFn:
     bb = _lite0_backbone()
 
@@ -551,6 +598,10 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
     Extractor("lite0_rigid", "tf_efficientnet_lite0 ImageNet", ("rigid", "score"),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_sigmas": list(RIGID_SIGMAS),
                "score_sigma": RIGID_SCORE_SIGMA, "noise_seed": "sha1(file id)"}, lambda: _rigid_fn(), _lite0_sha),
+    Extractor("lite0_rigid_mid", "tf_efficientnet_lite0 ImageNet", tuple(f"score_{round(x * 10)}" for x in RIGID_MID_SIGMAS),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_at": f"input of blocks.{RIGID_MID_START}",
+               "relative_sigmas": list(RIGID_MID_SIGMAS), "noise_seed": "sha1(file id)"},
+              lambda: _rigid_mid_fn(), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),
@@ -570,6 +621,8 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "lite0_stage5": ("lite0_stage5", "map"),
     "lite0_rigid": ("lite0_rigid", "rigid"),
     "rigid_score": ("lite0_rigid", "score"),
+    "rigid_mid1": ("lite0_rigid_mid", "score_1"),
+    "rigid_mid3": ("lite0_rigid_mid", "score_3"),
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),

@@ -1,10 +1,11 @@
 """Train the still-image probe (:mod:`vidfake.probe`) from the frozen-feature cache.
 
-The probe is the LOSO table's ``lite0_multi+rigid_score`` / ``blend_score`` row (``docs/loso_images.md``,
+The probe is the LOSO table's ``lite0_multi+rigid_mid1`` / ``blend_score`` row (``docs/loso_images.md``,
 fourth pass): the ImageNet Lite0 trunk's multi-stage statistics of every image under K views (view 0 the
 validators' level-0 input, views 1..K-1 their augmentation mix), a standardised L2 logistic regression in
-which every source group of a label weighs the same, and the training-free RIGID score added to its
-log-odds with equal weight after both are standardised (:class:`vidfake.probe.RigidTerm`; ``--no-rigid``
+which every source group of a label weighs the same, and a training-free RIGID-style stability score
+(noise on the feature map that feeds ``blocks.5``) added to its log-odds with equal weight after both
+are standardised (:class:`vidfake.probe.RigidTerm`; ``--no-rigid``
 leaves it out: the ``lite0_multi`` / ``logreg_groupbal`` row; ``--no-rigid --blends`` adds self-blended
 copies of the real images that have a face, extractor ``lite0_sbi``, as extra fakes: the ``+sbi`` row). Here it is fitted once on the
 train split (all views) and written as a :class:`vidfake.scene.SceneHead`; the val split is left for the
@@ -32,7 +33,7 @@ __all__ = ["CANDIDATE", "HEAD", "fit_probe", "head_from_pipeline"]
 
 CANDIDATE = "lite0_multi"  # vidfake.training.features: what vidfake.scene.Lite0Trunk.frame_features computes
 HEAD = "logreg_groupbal"
-RIGID = "rigid_score"  # the training-free RIGID score, blended with the head's log-odds (vidfake.probe.RigidTerm)
+RIGID = "rigid_mid1"  # the training-free stability score, blended with the head's log-odds (vidfake.probe.RigidTerm)
 RIGID_HEAD = "blend_score"
 BLENDS = "lite0_multi_sbi"  # the same features of self-blended copies of the images with a face
 
@@ -59,7 +60,7 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     ``blend_score`` head (its last column the score), and the :class:`~vidfake.probe.RigidTerm` holds its
     standardisation and the fixed inference noise.
     """
-    from vidfake.probe import RigidTerm, rigid_noise
+    from vidfake.probe import RIGID_SIGMA, RIGID_START, RigidTerm, rigid_noise
     from vidfake.training.loso import HEADS
 
     if rigid is not None:
@@ -80,7 +81,7 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     model.fit(x, y, groups=g)
     if rigid is None:
         return head_from_pipeline(model), None, model
-    term = RigidTerm(rigid_noise(), *map(float, model.stats))
+    term = RigidTerm(rigid_noise(), RIGID_START, RIGID_SIGMA, *map(float, model.stats))
     return head_from_pipeline(model.model), term, model
 
 
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         "LOSO 0.571 / 0.349 against 0.563 / 0.235, val 0.765 against 0.822; off by default, "
                         "see docs/loso_images.md)")
     p.add_argument("--rigid", action=argparse.BooleanOptionalAction, default=True,
-                   help="blend the training-free RIGID score in (lite0_multi+rigid_score / blend_score: LOSO "
-                        "0.578 / 0.420 against 0.563 / 0.235 without; see docs/loso_images.md)")
+                   help="blend the training-free stability score in (lite0_multi+rigid_mid1 / blend_score: LOSO "
+                        "0.592 / 0.185 against 0.563 / 0.235 without; see docs/loso_images.md)")
     args = p.parse_args(argv)
     if args.rigid and args.blends:
         p.error("--blends has no RIGID scores cached: add --no-rigid")
