@@ -230,3 +230,28 @@ def test_stage5_maps_of_cached_crops_feed_the_recipe_per_frame(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(yy, p[:, 1]) > 0.9
+
+
+def test_face_rigid_scores_cached_crops_with_the_shipped_term(tmp_path):
+    """face_rigid: the shipped probe's stability score on every cached crop (K, T), a video's views its
+    frames' mean, and a training-free LOSO row."""
+    from vidfake.probe import ImageProbe, rigid_score
+    from vidfake.training import loso
+
+    long, short, _ = _cached_crops(tmp_path, views=2, labels=(1, 0))
+    assert list(FV.extract_rigid([long, short], root=tmp_path).values()) == ["cached", "cached"]
+    with np.load(FV.cache_file(FV.rigid_dir(tmp_path), short)) as z:
+        per = z["score"]
+    with np.load(FV.cache_file(FV.crops_dir(tmp_path), short)) as z:
+        crops = z["crops"]
+    probe = ImageProbe().load()
+    feats, noisy = probe.trunk.perturbed_features(crops[1], probe.rigid.start, probe.rigid.perturb)
+    assert per.shape == (2, 3) and np.allclose(per[1], rigid_score(feats, noisy), atol=1e-6)
+    features = FV._cache_dir(tmp_path, FV.FaceVideoRecipe())
+    features.mkdir(parents=True)
+    for it in (long, short):
+        np.savez(FV.cache_file(features, it), run=np.zeros(1, np.int16))
+    x, y, g, *_ = FV.load([long, short], ["f", "r"], "face_rigid", root=tmp_path)
+    assert x.shape == (2, 2, 1) and np.allclose(x[1, :, 0], per.mean(1))
+    r = loso.evaluate(x, y, g, "score", real_folds=1)
+    assert r.loso and r.fake_groups[0].auc_clean in (0.0, 1.0)

@@ -42,6 +42,8 @@ learn a fake source's content.
   ``configs/train_image2d.yaml``) retrained per fold from ImageNet on every cached crop's frozen
   ``blocks.5`` map (:func:`extract_stage5`, :class:`vidfake.training.tail.FrameTailFinetune`); a video's
   score is its frames' mean log-odds (``labelled`` variant only);
+- ``face_rigid``: the still-image probe's stability score (:func:`extract_rigid`) on every cached crop,
+  the frames' mean per view, scored with **no training** (head ``score``): a LOSO figure by construction;
 - ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
   (logs): what the format alone scores. Validator-style views carry none of it (256 x 256 frames
   without a rate reach the miner), so those rows are constant and score 0.5;
@@ -97,8 +99,8 @@ RUNS = 4
 RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
-CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_finetune", "confound_format",
-              "shipped_image2d")
+CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_finetune", "face_rigid",
+              "confound_format", "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -361,6 +363,33 @@ def extract_stage5(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVid
     return _from_crops(items, recipe, root, stage5_dir(root, recipe), features)
 
 
+def rigid_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
+    """Where :func:`extract_rigid`'s scores are cached (same key as the crops they are made from)."""
+    return _cache_dir(root, recipe, "rigid")
+
+
+def extract_rigid(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
+                  root: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """The still-image probe's training-free stability score (:class:`vidfake.probe.RigidTerm`, as shipped:
+    its stored draw on the map that feeds ``blocks.5``) on every cached face crop. ``(K, T)`` float32 per
+    video; the ``face_rigid`` candidate is its mean over frames, scored with no training."""
+    from vidfake.probe import ImageProbe, rigid_score
+
+    probe = ImageProbe().load()
+    term = probe.rigid
+    if term is None:
+        raise ValueError(f"{probe.head_path}: the shipped image probe has no stability term to score")
+
+    def features(crops: np.ndarray, run: np.ndarray) -> dict[str, np.ndarray]:
+        out = []
+        for view in crops:
+            feats, noisy = probe.trunk.perturbed_features(view, term.start, term.perturb)
+            out.append(rigid_score(feats, noisy))
+        return {"score": np.stack(out).astype(np.float32)}
+
+    return _from_crops(items, recipe, root, rigid_dir(root, recipe), features)
+
+
 def crops_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
     """Where :func:`extract_one`'s crops are cached (beside the features, same key)."""
     return _cache_dir(root, recipe, "crops")
@@ -429,14 +458,17 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
         if not f.exists():
             missing.append(str(item.path))
             continue
-        if candidate in ("face_tall", "face_finetune"):
-            t = cache_file((tall_dir if candidate == "face_tall" else stage5_dir)(root, recipe), item)
+        if candidate in ("face_tall", "face_finetune", "face_rigid"):
+            where = {"face_tall": tall_dir, "face_finetune": stage5_dir, "face_rigid": rigid_dir}[candidate]
+            t = cache_file(where(root, recipe), item)
             if not t.exists():
                 missing.append(str(item.path))
                 continue
             with np.load(t) as z:
                 if candidate == "face_tall":
                     xs.append(z["tall"].astype(np.float32))
+                elif candidate == "face_rigid":  # (K, 1): the frames' mean score per view
+                    xs.append(z["score"].mean(1, keepdims=True))
                 else:  # every frame's map in one row per view; a short clip's frames repeat to RUNS x RUN_LEN
                     maps = z["map"][:, np.arange(RUNS * RUN_LEN) % z["map"].shape[1]]
                     xs.append(maps.reshape(maps.shape[0], -1).astype(np.float32))
@@ -509,10 +541,12 @@ def _loso(args) -> int:
                 results.append(r)
                 rows.append({"variant": "labelled", "n": int(len(y)), "left_out": missing})
                 continue
-            if cand == "shipped_image2d":
-                r = loso.evaluate(x, y, g, None, candidate=cand, real_folds=args.real_folds, folds=folds)
+            if cand in ("shipped_image2d", "face_rigid"):  # no training: the reference row, or a LOSO score
+                r = loso.evaluate(x, y, g, None if cand == "shipped_image2d" else "score", candidate=cand,
+                                  real_folds=args.real_folds, folds=folds)
                 results.append(r)
-                rows.append({"variant": "reference", "n": int(len(y)), "left_out": missing})
+                rows.append({"variant": "reference" if cand == "shipped_image2d" else "no training", "n": int(len(y)),
+                             "left_out": missing})
                 continue
             for variant in args.variant or VARIANTS:
                 for head in args.head or ["logreg"]:
@@ -557,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--tall", action="store_true", help="then: TALL layouts of the cached crops through frozen Lite0")
     e.add_argument("--stage5", action="store_true",
                    help="then: the cached crops' frozen Lite0 blocks.5 maps (for the face_finetune candidate)")
+    e.add_argument("--rigid", action="store_true",
+                   help="then: the cached crops' stability scores (for the face_rigid candidate, no training)")
     lo.add_argument("--candidate", action="append", choices=CANDIDATES)
     lo.add_argument("--variant", action="append", choices=VARIANTS)
     lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
@@ -574,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     items, _ = face_video_items(args.data)
-    if args.tall or args.stage5:
-        step = extract_tall if args.tall else extract_stage5
+    if args.tall or args.stage5 or args.rigid:
+        step = extract_tall if args.tall else extract_stage5 if args.stage5 else extract_rigid
         status = step(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
         logger.info("%s", {v: list(status.values()).count(v) for v in set(status.values())})
         return 0
