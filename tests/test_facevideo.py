@@ -255,3 +255,29 @@ def test_face_rigid_scores_cached_crops_with_the_shipped_term(tmp_path):
     assert x.shape == (2, 2, 1) and np.allclose(x[1, :, 0], per.mean(1))
     r = loso.evaluate(x, y, g, "score", real_folds=1)
     assert r.loso and r.fake_groups[0].auc_clean in (0.0, 1.0)
+
+
+def test_face_lip_aligns_mouths_of_cached_crops_or_says_it_could_not(tmp_path):
+    """face_lip: a face crop gets the lip branch's aligned mouth (found), a crop without a face the
+    landmark-free mouth square (not found); both through frozen Lite0, pooled like face_temporal."""
+    import cv2
+    from skimage.data import astronaut
+
+
+    long, short, _ = _cached_crops(tmp_path, views=2, labels=(1, 0))
+    face = cv2.resize(np.ascontiguousarray(astronaut()[20:260, 150:350]), (224, 224), interpolation=cv2.INTER_AREA)
+    with np.load(FV.cache_file(FV.crops_dir(tmp_path), long)) as z:
+        crops, run = z["crops"].copy(), z["run"]
+    crops[0] = face  # view 0: the same face in all 16 frames; view 1 stays noise
+    np.savez(FV.cache_file(FV.crops_dir(tmp_path), long), crops=crops, run=run)
+    assert list(FV.extract_lip([long, short], root=tmp_path).values()) == ["cached", "cached"]
+    with np.load(FV.cache_file(FV.lip_dir(tmp_path), long)) as z:
+        assert z["multi"].shape == (2, 16, 4128) and list(z["found"]) == [True, False]
+        assert np.isfinite(z["multi"].astype(np.float32)).all()
+    assert FV.mouth_box_rois(crops[1]).shape == (16, 88, 88)
+    features = FV._cache_dir(tmp_path, FV.FaceVideoRecipe())
+    features.mkdir(parents=True)
+    for it in (long, short):
+        np.savez(FV.cache_file(features, it), run=np.zeros(1, np.int16))
+    x, y, *_ = FV.load([long, short], ["f", "r"], "face_lip", root=tmp_path)
+    assert x.shape == (2, 2, 3 * 4128) and list(y) == [1, 0]

@@ -42,6 +42,10 @@ learn a fake source's content.
   ``configs/train_image2d.yaml``) retrained per fold from ImageNet on every cached crop's frozen
   ``blocks.5`` map (:func:`extract_stage5`, :class:`vidfake.training.tail.FrameTailFinetune`); a video's
   score is its frames' mean log-odds (``labelled`` variant only);
+- ``face_lip``: the lip branch's input on frozen features: each cached crop's LipForensics-aligned 88 x 88
+  grey mouth (face mesh on the crops, :func:`extract_lip`) through the frozen Lite0, pooled over frames
+  as ``face_temporal`` is (mean, std, frame-to-frame change; ``labelled`` variant only);
+  ``face_lip_motion`` the frame-to-frame change alone;
 - ``face_rigid``: the still-image probe's stability score (:func:`extract_rigid`) on every cached crop,
   the frames' mean per view, scored with **no training** (head ``score``): a LOSO figure by construction;
 - ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
@@ -99,8 +103,8 @@ RUNS = 4
 RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
-CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_finetune", "face_rigid",
-              "confound_format", "shipped_image2d")
+CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_lip", "face_lip_motion", "face_finetune",
+              "face_rigid", "confound_format", "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -363,6 +367,55 @@ def extract_stage5(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVid
     return _from_crops(items, recipe, root, stage5_dir(root, recipe), features)
 
 
+def lip_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
+    """Where :func:`extract_lip`'s features are cached (same key as the crops they are made from)."""
+    return _cache_dir(root, recipe, "lip")
+
+
+def mouth_box_rois(crops: np.ndarray) -> np.ndarray:
+    """Landmark-free mouth squares of face crops (the 2D branch's x1.3 face boxes): the centre half of
+    the width, from 58 % to 88 % of the height, grey and resized to 88 x 88, ``(T, 88, 88) uint8``."""
+    import cv2
+
+    h, w = crops.shape[1:3]
+    y0, y1, x0, x1 = int(0.58 * h), int(0.88 * h), int(0.35 * w), int(0.65 * w)
+    return np.stack([cv2.resize(cv2.cvtColor(c[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY), (88, 88),
+                                interpolation=cv2.INTER_AREA) for c in crops])
+
+
+def extract_lip(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoRecipe(),
+                root: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """The lip branch's input on frozen features (issue 16 (g)): per cached face crop, the face mesh
+    (mediapipe, tracked through each run of consecutive crops), the LipForensics-style aligned 88 x 88
+    grey mouth (:func:`vidfake.preprocessing.mouth.mouth_rois`, the lip branch's own crop), then the
+    frozen ImageNet Lite0's stage statistics of it (grey repeated to 3 channels, 224 px). A view whose
+    crops hold no face mesh takes :func:`mouth_box_rois` instead (``found`` says which). Reads the crop
+    cache; ``multi (K, T, 4128)`` float16 per video, pooled over frames as ``face_temporal`` is."""
+    from vidfake.preprocessing.faces import FaceTracker
+    from vidfake.preprocessing.mouth import mouth_rois
+    from vidfake.training.features import _lite0_backbone, _to_input
+
+    tracker = FaceTracker(max_faces=1)
+    lite0 = _lite0_backbone()
+
+    def features(crops: np.ndarray, run: np.ndarray) -> dict[str, np.ndarray]:
+        # Stream indices: consecutive inside a run, a gap between runs (the tracker re-detects there).
+        idx = np.arange(len(run)) + 1000 * run.astype(np.int64)
+        multi, found = [], []
+        for view in crops:
+            tracks = tracker.track(view, idx)
+            if tracks and tracks[0].present.any():
+                rois = mouth_rois(view, tracks[0].landmarks).rois
+            else:
+                rois = mouth_box_rois(view)
+            found.append(bool(tracks and tracks[0].present.any()))
+            grey3 = np.repeat(rois[..., None], 3, axis=-1)
+            multi.append(lite0.pooled(_to_input(grey3, lite0.size))["multi"])
+        return {"multi": np.stack(multi).astype(np.float16), "run": run, "found": np.array(found)}
+
+    return _from_crops(items, recipe, root, lip_dir(root, recipe), features)
+
+
 def rigid_dir(root: str | Path, recipe: FaceVideoRecipe = FaceVideoRecipe()) -> Path:
     """Where :func:`extract_rigid`'s scores are cached (same key as the crops they are made from)."""
     return _cache_dir(root, recipe, "rigid")
@@ -458,8 +511,9 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
         if not f.exists():
             missing.append(str(item.path))
             continue
-        if candidate in ("face_tall", "face_finetune", "face_rigid"):
-            where = {"face_tall": tall_dir, "face_finetune": stage5_dir, "face_rigid": rigid_dir}[candidate]
+        if candidate in ("face_tall", "face_finetune", "face_rigid", "face_lip", "face_lip_motion"):
+            where = {"face_tall": tall_dir, "face_finetune": stage5_dir, "face_rigid": rigid_dir,
+                     "face_lip": lip_dir, "face_lip_motion": lip_dir}[candidate]
             t = cache_file(where(root, recipe), item)
             if not t.exists():
                 missing.append(str(item.path))
@@ -469,6 +523,8 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
                     xs.append(z["tall"].astype(np.float32))
                 elif candidate == "face_rigid":  # (K, 1): the frames' mean score per view
                     xs.append(z["score"].mean(1, keepdims=True))
+                elif candidate in ("face_lip", "face_lip_motion"):  # pooled like face_temporal / face_motion
+                    xs.append(pool(z["multi"], z["run"], "face_temporal" if candidate == "face_lip" else "face_motion"))
                 else:  # every frame's map in one row per view; a short clip's frames repeat to RUNS x RUN_LEN
                     maps = z["map"][:, np.arange(RUNS * RUN_LEN) % z["map"].shape[1]]
                     xs.append(maps.reshape(maps.shape[0], -1).astype(np.float32))
@@ -528,7 +584,7 @@ def _loso(args) -> int:
             if missing:
                 logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
                                len(missing), len(items))
-            if cand in ("confound_format", "face_tall", "face_finetune"):
+            if cand in ("confound_format", "face_tall", "face_lip", "face_lip_motion", "face_finetune"):
                 head = "logreg"
                 if cand == "face_finetune":  # the shipped recipe's layers, retrained per fold on every frame
                     from vidfake.training.tail import FrameTailFinetune
@@ -593,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="then: the cached crops' frozen Lite0 blocks.5 maps (for the face_finetune candidate)")
     e.add_argument("--rigid", action="store_true",
                    help="then: the cached crops' stability scores (for the face_rigid candidate, no training)")
+    e.add_argument("--lip", action="store_true",
+                   help="then: aligned mouth crops of the cached crops through frozen Lite0 (face_lip candidate)")
     lo.add_argument("--candidate", action="append", choices=CANDIDATES)
     lo.add_argument("--variant", action="append", choices=VARIANTS)
     lo.add_argument("--head", action="append", choices=("logreg", "logreg_cv", "mlp"))
@@ -610,8 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     i, n = (int(v) for v in args.shard.split("/"))
     items, _ = face_video_items(args.data)
-    if args.tall or args.stage5 or args.rigid:
-        step = extract_tall if args.tall else extract_stage5 if args.stage5 else extract_rigid
+    if args.tall or args.stage5 or args.rigid or args.lip:
+        step = (extract_tall if args.tall else extract_stage5 if args.stage5 else extract_rigid if args.rigid
+                else extract_lip)
         status = step(items[i::n], FaceVideoRecipe(views=args.views), args.cache)
         logger.info("%s", {v: list(status.values()).count(v) for v in set(status.values())})
         return 0
