@@ -274,6 +274,7 @@ def test_face_lip_aligns_mouths_of_cached_crops_or_says_it_could_not(tmp_path):
     with np.load(FV.cache_file(FV.lip_dir(tmp_path), long)) as z:
         assert z["multi"].shape == (2, 16, 4128) and list(z["found"]) == [True, False]
         assert np.isfinite(z["multi"].astype(np.float32)).all()
+        assert 10 < z["width"][0] < 224 and np.isnan(z["width"][1])  # the mouth's width, or none found
     assert FV.mouth_box_rois(crops[1]).shape == (16, 88, 88)
     features = FV._cache_dir(tmp_path, FV.FaceVideoRecipe())
     features.mkdir(parents=True)
@@ -281,3 +282,5 @@ def test_face_lip_aligns_mouths_of_cached_crops_or_says_it_could_not(tmp_path):
         np.savez(FV.cache_file(features, it), run=np.zeros(1, np.int16))
     x, y, *_ = FV.load([long, short], ["f", "r"], "face_lip", root=tmp_path)
     assert x.shape == (2, 2, 3 * 4128) and list(y) == [1, 0]
+    w, *_ = FV.load([long, short], ["f", "r"], "confound_mouth_width", root=tmp_path)
+    assert w.shape == (2, 2, 2) and list(w[0, :, 1]) == [0.0, 1.0] and np.isfinite(w).all()

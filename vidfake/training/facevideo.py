@@ -45,7 +45,8 @@ learn a fake source's content.
 - ``face_lip``: the lip branch's input on frozen features: each cached crop's LipForensics-aligned 88 x 88
   grey mouth (face mesh on the crops, :func:`extract_lip`) through the frozen Lite0, pooled over frames
   as ``face_temporal`` is (mean, std, frame-to-frame change; ``labelled`` variant only);
-  ``face_lip_motion`` the frame-to-frame change alone;
+  ``face_lip_motion`` the frame-to-frame change alone; ``confound_mouth_width`` the mouth's width in the
+  crop alone (and whether a mesh was found), what the mouth's scale scores by itself;
 - ``face_rigid``: the still-image probe's stability score (:func:`extract_rigid`) on every cached crop,
   the frames' mean per view, scored with **no training** (head ``score``): a LOSO figure by construction;
 - ``confound_format``: no pixels, the file's frame rate, duration, native width and height and aspect
@@ -104,7 +105,7 @@ RUN_LEN = 4
 DECODE_MAX_SIDE = 720  # what vidfake.evaluate.subnet_challenge decodes at
 DEFAULT_CACHE = Path("cache/facevideo")
 CANDIDATES = ("face_mean", "face_temporal", "face_motion", "face_tall", "face_lip", "face_lip_motion", "face_finetune",
-              "face_rigid", "confound_format", "shipped_image2d")
+              "face_rigid", "confound_format", "confound_mouth_width", "shipped_image2d")
 VARIANTS = ("labelled", "+sbi", "sbi_only")
 
 
@@ -390,7 +391,8 @@ def extract_lip(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoR
     grey mouth (:func:`vidfake.preprocessing.mouth.mouth_rois`, the lip branch's own crop), then the
     frozen ImageNet Lite0's stage statistics of it (grey repeated to 3 channels, 224 px). A view whose
     crops hold no face mesh takes :func:`mouth_box_rois` instead (``found`` says which). Reads the crop
-    cache; ``multi (K, T, 4128)`` float16 per video, pooled over frames as ``face_temporal`` is."""
+    cache; ``multi (K, T, 4128)`` float16 per video, pooled over frames as ``face_temporal`` is, and
+    ``width (K,)``, the median mouth width in crop pixels (NaN where not found), for the confound row."""
     from vidfake.preprocessing.faces import FaceTracker
     from vidfake.preprocessing.mouth import mouth_rois
     from vidfake.training.features import _lite0_backbone, _to_input
@@ -401,17 +403,21 @@ def extract_lip(items: Sequence[MediaItem], recipe: FaceVideoRecipe = FaceVideoR
     def features(crops: np.ndarray, run: np.ndarray) -> dict[str, np.ndarray]:
         # Stream indices: consecutive inside a run, a gap between runs (the tracker re-detects there).
         idx = np.arange(len(run)) + 1000 * run.astype(np.int64)
-        multi, found = [], []
+        multi, found, width = [], [], []
         for view in crops:
             tracks = tracker.track(view, idx)
-            if tracks and tracks[0].present.any():
-                rois = mouth_rois(view, tracks[0].landmarks).rois
+            ok = bool(tracks and tracks[0].present.any())
+            if ok:
+                m = mouth_rois(view, tracks[0].landmarks)
+                rois, w = m.rois, m.native_mouth_width
             else:
-                rois = mouth_box_rois(view)
-            found.append(bool(tracks and tracks[0].present.any()))
+                rois, w = mouth_box_rois(view), float("nan")
+            found.append(ok)
+            width.append(w)
             grey3 = np.repeat(rois[..., None], 3, axis=-1)
             multi.append(lite0.pooled(_to_input(grey3, lite0.size))["multi"])
-        return {"multi": np.stack(multi).astype(np.float16), "run": run, "found": np.array(found)}
+        return {"multi": np.stack(multi).astype(np.float16), "run": run, "found": np.array(found),
+                "width": np.array(width, np.float32)}
 
     return _from_crops(items, recipe, root, lip_dir(root, recipe), features)
 
@@ -511,9 +517,10 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
         if not f.exists():
             missing.append(str(item.path))
             continue
-        if candidate in ("face_tall", "face_finetune", "face_rigid", "face_lip", "face_lip_motion"):
+        if candidate in ("face_tall", "face_finetune", "face_rigid", "face_lip", "face_lip_motion",
+                         "confound_mouth_width"):
             where = {"face_tall": tall_dir, "face_finetune": stage5_dir, "face_rigid": rigid_dir,
-                     "face_lip": lip_dir, "face_lip_motion": lip_dir}[candidate]
+                     "face_lip": lip_dir, "face_lip_motion": lip_dir, "confound_mouth_width": lip_dir}[candidate]
             t = cache_file(where(root, recipe), item)
             if not t.exists():
                 missing.append(str(item.path))
@@ -523,6 +530,9 @@ def load(items: Sequence[MediaItem], groups: Sequence[str], candidate: str, *,
                     xs.append(z["tall"].astype(np.float32))
                 elif candidate == "face_rigid":  # (K, 1): the frames' mean score per view
                     xs.append(z["score"].mean(1, keepdims=True))
+                elif candidate == "confound_mouth_width":  # (K, 2): log width (0 where not found), not found
+                    w = z["width"].astype(np.float32)
+                    xs.append(np.stack([np.log(np.nan_to_num(w, nan=1.0)), np.isnan(w).astype(np.float32)], 1))
                 elif candidate in ("face_lip", "face_lip_motion"):  # pooled like face_temporal / face_motion
                     xs.append(pool(z["multi"], z["run"], "face_temporal" if candidate == "face_lip" else "face_motion"))
                 else:  # every frame's map in one row per view; a short clip's frames repeat to RUNS x RUN_LEN
@@ -584,7 +594,8 @@ def _loso(args) -> int:
             if missing:
                 logger.warning("%s: %d of %d face videos not cached (no face or not extracted)", cand,
                                len(missing), len(items))
-            if cand in ("confound_format", "face_tall", "face_lip", "face_lip_motion", "face_finetune"):
+            if cand in ("confound_format", "confound_mouth_width", "face_tall", "face_lip", "face_lip_motion",
+                        "face_finetune"):
                 head = "logreg"
                 if cand == "face_finetune":  # the shipped recipe's layers, retrained per fold on every frame
                     from vidfake.training.tail import FrameTailFinetune
