@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
     from vidfake.scene import Lite0Trunk, SceneHead
 
-__all__ = ["PROBE_FEATURES", "PROBE_FILE", "ImageProbe", "RigidTerm", "probe_path", "rigid_noise", "save_probe"]
+__all__ = ["PROBE_FEATURES", "PROBE_FILE", "ImageProbe", "RigidTerm", "perturb_map", "probe_path", "rigid_noise",
+           "rigid_score", "save_probe"]
 
 PROBE_FILE = "image_probe.safetensors"
 PROBE_FEATURES = ("multi",)  # the head's one feature block: Lite0Trunk.frame_features
@@ -61,6 +62,15 @@ def rigid_noise(seed: int = RIGID_SEED, shape: tuple[int, ...] = RIGID_SHAPE) ->
     import torch
 
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).numpy()
+
+
+def perturb_map(y: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``y`` (``(B, C, h, w)``) plus ``sigma`` times its per-image RMS times ``noise`` (standard normal,
+    broadcast to ``y``): the stability term's perturbation, shared by the shipped term and the cache."""
+    import torch
+
+    rms = y.float().pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+    return y + (sigma * rms * noise.to(y.device, torch.float32)).to(y.dtype)
 
 
 def rigid_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
@@ -102,11 +112,10 @@ class RigidTerm:
     score_scale: float
 
     def perturb(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` (the input of ``blocks.<start>``, ``(B, C, h, w)``) plus the scaled noise."""
+        """``y`` (the input of ``blocks.<start>``, ``(B, C, h, w)``) plus the scaled stored draw."""
         import torch
 
-        rms = y.float().pow(2).mean((1, 2, 3), keepdim=True).sqrt()
-        return y + (self.sigma * rms * torch.from_numpy(self.noise).to(y.device)).to(y.dtype)
+        return perturb_map(y, torch.from_numpy(self.noise), self.sigma)
 
     def blend(self, logit, score):
         """The blended log-odds (numpy arrays or torch tensors alike)."""
@@ -249,13 +258,16 @@ class ImageProbe:
         import torch
 
         head, trunk = self._load()
-        per, last = trunk.features_graph(image[None])
+        maps = trunk.stage_maps(image[None])  # one trunk pass serves both terms
+        per, last = trunk.features_graph(image[None], maps)
         z = head.logit_tensor(per[0])
         if self._rigid is None:
             return z, last
-        noisy = torch.from_numpy(trunk.perturbed_features(image[None], self._rigid.start, self._rigid.perturb)[1][0])
+        rigid = self._rigid
+        with torch.no_grad():
+            noisy = trunk.head_embedding(rigid.perturb(maps[rigid.start - 1]), rigid.start)[0]
         score = 1.0 - torch.nn.functional.cosine_similarity(last.mean((2, 3))[0].double(), noisy.double(), dim=0)
-        return self._rigid.blend(z, score), last
+        return rigid.blend(z, score), last
 
     def gradcam(self, image: np.ndarray) -> np.ndarray:
         """Grad-CAM of the log-odds over the trunk's last map for one prepared image, ``(224, 224)`` in [0, 1].

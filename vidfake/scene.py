@@ -268,16 +268,20 @@ class Lite0Trunk:
         import torch
 
         feats, noisy = [], []
-        m = self.model
         with torch.inference_mode():
             for x in self._inputs(frames, batch):
                 maps = self._maps(x)
                 feats.append(_pooled_stats(maps).float().cpu().numpy())
-                y = perturb(maps[start - 1])
-                for stage in m.blocks[start:]:
-                    y = stage(y)
-                noisy.append(m.bn2(m.conv_head(y)).mean((2, 3)).float().cpu().numpy())
+                noisy.append(self.head_embedding(perturb(maps[start - 1]), start).float().cpu().numpy())
         return np.concatenate(feats), np.concatenate(noisy)
+
+    def head_embedding(self, y: torch.Tensor, start: int) -> torch.Tensor:
+        """``blocks.<start>`` onwards and the head convolution on ``y`` (the input of ``blocks.<start>``):
+        the head map's spatial mean, ``(B, 1280)``."""
+        m = self.model
+        for stage in m.blocks[start:]:
+            y = stage(y)
+        return m.bn2(m.conv_head(y)).mean((2, 3))
 
     def stage_maps(self, frames: np.ndarray, batch: int = 16) -> list[torch.Tensor]:
         """The maps :meth:`frame_features` pools, without gradients (for :meth:`SceneBranch.gradcam`).
@@ -298,21 +302,24 @@ class Lite0Trunk:
             chunks = [self._maps(x) for x in self._inputs(frames, batch)]
         return [torch.cat([c[k] for c in chunks]).float() for k in range(len(chunks[0]))]
 
-    def features_graph(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def features_graph(self, frames: np.ndarray,
+                       maps: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`frame_features` as a differentiable function of the trunk's last map (for Grad-CAM).
 
         Every earlier stage's statistics enter as constants; the last map's spatial mean and std are
         torch operations on a leaf with ``requires_grad``. Build it under ``torch.enable_grad()``.
+
+        Args:
+            maps: :meth:`stage_maps` of ``frames`` when the caller has them already (no second pass).
 
         Returns:
             ``(features (T, 4128) float32, last (T, 1280, 7, 7))``.
         """
         import torch
 
-        maps = self.stage_maps(frames)
+        maps = self.stage_maps(frames) if maps is None else maps
         last = maps[-1].detach().requires_grad_(True)
-        stats = [torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in maps[:-1]]
-        return torch.cat([*stats, last.mean((2, 3)), safe_std(last, (2, 3), 1)], 1), last
+        return torch.cat([_pooled_stats(maps[:-1]), last.mean((2, 3)), safe_std(last, (2, 3), 1)], 1), last
 
     def _inputs(self, frames: np.ndarray, batch: int):
         """Normalised ``(b, 3, 224, 224)`` channels-last batches of ``frames``."""

@@ -257,16 +257,7 @@ def _lite2_backbone() -> _Backbone:
 
 # --------------------------------------------------------------------------- feature functions
 def _global_fn(make_backbone: Callable[[], _Backbone]) -> Callable[[], FeatureFn]:
-    def build() -> FeatureFn:
-        bb = make_backbone()
-
-        def fn(image, views, path):
-            batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
-            return bb.pooled(_to_input(batch, bb.size))
-
-        return fn
-
-    return build
+    return _view_batch_fn(lambda bb, batch, name: bb.pooled(_to_input(batch, bb.size)), make_backbone)
 
 
 def _patch_fn(npr: bool, n: int) -> Callable[[], FeatureFn]:
@@ -305,16 +296,6 @@ def stage5_maps(images: np.ndarray, backbone: _Backbone | None = None) -> np.nda
     return y.contiguous().flatten(1).numpy()
 
 
-def _stage5_fn() -> FeatureFn:
-    bb = _lite0_backbone()
-
-    def fn(image, views, path):
-        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
-        return {"map": stage5_maps(batch, bb)}
-
-    return fn
-
-
 RIGID_SIGMAS = (0.02, 0.05)  # noise std in [0, 1] pixel units
 RIGID_SCORE_SIGMA = 0.05
 
@@ -351,60 +332,57 @@ def rigid_features(bb: _Backbone, batch: np.ndarray, name: str) -> dict[str, np.
 
 
 RIGID_MID_START = 5  # the noise enters the input of blocks.5: the noisy pass recomputes blocks.5 onwards only
-RIGID_MID_SIGMAS = (0.1, 0.3)  # noise std relative to the map's RMS
+RIGID_MID_SIGMAS = (0.1, 0.3)  # noise std relative to the map's RMS; the shipped probe uses the first
 
 
-def rigid_mid_features(bb: _Backbone, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+def rigid_mid_features(trunk, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
     """A cheaper RIGID: the Gaussian perturbation enters the feature map that feeds ``blocks.5`` (std a
     fraction :data:`RIGID_MID_SIGMAS` of that map's RMS, per image), so the second pass runs only the
-    last three stages. Score per sigma: one minus the cosine similarity of the head embeddings.
+    last three stages. Score per sigma: one minus the cosine similarity of the head embeddings. The
+    shipped probe's own code (:meth:`vidfake.scene.Lite0Trunk.perturbed_features`,
+    :func:`vidfake.probe.perturb_map`, :func:`vidfake.probe.rigid_score`) with a draw per file and sigma.
+
+    Args:
+        trunk: a :class:`vidfake.scene.Lite0Trunk`.
 
     Returns:
         ``score_<sigma x 10>`` for each sigma (``score_1``, ``score_3``): ``(K, 1)``.
     """
     import torch
-    import torch.nn.functional as F
 
-    m = bb.model
-    x = _to_input(batch, bb.size).contiguous(memory_format=torch.channels_last)
+    from vidfake.probe import perturb_map, rigid_score
+
     gen = torch.Generator().manual_seed(_name_seed(name) % (2**63))
+    out = {}
+    for sigma in RIGID_MID_SIGMAS:
+        def perturb(y, sigma=sigma):
+            return perturb_map(y, torch.randn(y.shape, generator=gen), sigma)
 
-    def rest(y):
-        for stage in m.blocks[RIGID_MID_START:]:
-            y = stage(y)
-        return m.bn2(m.conv_head(y)).mean((2, 3))
-
-    with torch.inference_mode():
-        y = m.bn1(m.conv_stem(x))
-        for stage in m.blocks[:RIGID_MID_START]:
-            y = stage(y)
-        clean = rest(y)
-        rms = y.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
-        out = {}
-        for sigma in RIGID_MID_SIGMAS:
-            noise = torch.randn(y.shape, generator=gen) * sigma * rms
-            out[f"score_{round(sigma * 10)}"] = (1.0 - F.cosine_similarity(clean, rest(y + noise), dim=1))[:, None].numpy()
+        feats, noisy = trunk.perturbed_features(batch, RIGID_MID_START, perturb)
+        out[f"score_{round(sigma * 10)}"] = rigid_score(feats, noisy)[:, None].astype(np.float32)
     return out
 
 
-def _rigid_mid_fn() -> FeatureFn:
-    bb = _lite0_backbone()
+def _view_batch_fn(compute: Callable[[object, np.ndarray, str], dict[str, np.ndarray]],
+                   make_model: Callable[[], object] = lambda: _lite0_backbone()) -> Callable[[], FeatureFn]:
+    """An extractor's builder: ``make_model()`` once, then per image ``compute(model, views, file id)`` on
+    the stacked validators' inputs of its views (view 0 its level-0 input)."""
+    def build() -> FeatureFn:
+        model = make_model()
 
-    def fn(image, views, path):
-        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
-        return rigid_mid_features(bb, batch, item_id(path))
+        def fn(image, views, path):
+            batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
+            return compute(model, batch, item_id(path))
 
-    return fn
+        return fn
+
+    return build
 
 
-def _rigid_fn() -> FeatureFn:
-    bb = _lite0_backbone()
+def _lite0_trunk():
+    from vidfake.scene import Lite0Trunk
 
-    def fn(image, views, path):
-        batch = np.stack([global_view(im, v) for v, im in enumerate([image, *views])])
-        return rigid_features(bb, batch, item_id(path))
-
-    return fn
+    return Lite0Trunk()
 
 
 MULTI_DIM = 4128  # Lite0's ``multi`` block: mean and std of 7 stages and the head (2 x (16+24+40+80+112+192+320+1280))
@@ -594,14 +572,15 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
               _sbi_fn(_global_fn(_lite0_backbone)), _lite0_sha),
     Extractor("lite0_stage5", "tf_efficientnet_lite0 ImageNet", ("map",),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "map": f"output of blocks.{TAIL_START - 1}, flattened"},
-              lambda: _stage5_fn(), _lite0_sha),
+              _view_batch_fn(lambda bb, batch, name: {"map": stage5_maps(batch, bb)}), _lite0_sha),
     Extractor("lite0_rigid", "tf_efficientnet_lite0 ImageNet", ("rigid", "score"),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_sigmas": list(RIGID_SIGMAS),
-               "score_sigma": RIGID_SCORE_SIGMA, "noise_seed": "sha1(file id)"}, lambda: _rigid_fn(), _lite0_sha),
+               "score_sigma": RIGID_SCORE_SIGMA, "noise_seed": "sha1(file id)"}, _view_batch_fn(rigid_features),
+              _lite0_sha),
     Extractor("lite0_rigid_mid", "tf_efficientnet_lite0 ImageNet", tuple(f"score_{round(x * 10)}" for x in RIGID_MID_SIGMAS),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_at": f"input of blocks.{RIGID_MID_START}",
                "relative_sigmas": list(RIGID_MID_SIGMAS), "noise_seed": "sha1(file id)"},
-              lambda: _rigid_mid_fn(), _lite0_sha),
+              _view_batch_fn(rigid_mid_features, _lite0_trunk), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),

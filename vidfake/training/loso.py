@@ -27,7 +27,9 @@ Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class
 (``logreg`` with every source group of a label weighted alike: :func:`group_balanced_weights`), ``mlp``
 (standardised, PCA to at most 128 whitened components fitted on the training part, one hidden layer
 of 128 units), ``finetune_tail`` (the shipped 2D recipe's trainable layers fitted per fold on the
-``lite0_stage5`` candidate: :mod:`vidfake.training.tail`). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
+``lite0_stage5`` candidate: :mod:`vidfake.training.tail`), ``score`` (no training: a one-column
+training-free score is the ranking, so every group is unseen by construction) and ``blend_score``
+(:class:`ScoreBlend`: ``logreg_groupbal`` plus such a score, fixed equal weight). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
 candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
 is scored with no training (its logit is the score) as a *reference*: it saw every source, so its row
 is not a LOSO figure.
@@ -244,7 +246,8 @@ class SourceProjection:
 
 class ScoreBlend:
     """A group-balanced logistic regression on every column but the last, plus the last column, a
-    training-free score (``rigid_score``), with equal weight: each is standardised on the training rows
+    training-free score (``rigid_score``, ``rigid_mid1``: joint candidates ``lite0_multi+<score>``), with
+    equal weight: each is standardised on the training rows
     and the two are summed. The weight is fixed, not fitted, so the score's contribution cannot be
     tuned to the sources the fold trains on."""
 
