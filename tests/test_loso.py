@@ -295,3 +295,76 @@ def test_rigid_features_are_seeded_and_measure_change():
     # more noise moves the features further: the second sigma's relative changes exceed the first's
     assert np.all(rel[:, 8:] > rel[:, :8])
     assert np.all(a["score"] >= 0)
+
+
+def test_content_balanced_head_learns_within_content():
+    from sklearn.metrics import roc_auc_score
+
+    from vidfake.training.loso import HEADS, ContentBalanced, content_balanced_weights
+
+    rng = np.random.default_rng(1)
+
+    def make(n, label, art):
+        x = rng.normal(0, 0.3, (n, 6))
+        x[:, 0] += 0.15 if label else -0.15  # the trace: weak, the same in every source
+        x[:, 1] += 2.0 if art else -2.0  # the content: art or photo, strong
+        return x
+
+    parts = [(make(300, 1, True), 1, "f_art"), (make(60, 1, False), 1, "f_photo"),
+             (make(60, 0, True), 0, "r_art"), (make(300, 0, False), 0, "r_photo"),
+             (make(40, 1, True) + [0, 0, 6, 0, 0, 0], 1, "f_anime")]  # a content no real shares
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([[p[1]] * len(p[0]) for p in parts])
+    g = np.concatenate([[p[2]] * len(p[0]) for p in parts])
+    w = content_balanced_weights(x, y, g, k=4)
+    art, anime = x[:, 1] > 0, x[:, 2] > 3
+    for side in (art & ~anime, ~art):  # mixed content: reals and fakes weigh the same
+        assert w[side & (y == 0)].sum() == pytest.approx(w[side & (y == 1)].sum(), rel=0.05)
+    # One label only: it teaches content, so it keeps CONTENT_FLOOR of the sixth it has group-balanced.
+    assert w[anime].sum() / w.sum() < 0.02
+    head = HEADS["logreg_content"]().fit(x, y, g)
+    assert isinstance(head, ContentBalanced)
+    xt = np.concatenate([make(200, 1, False), make(200, 0, True)])  # content flipped
+    yt = np.array([1] * 200 + [0] * 200)
+    assert roc_auc_score(yt, HEADS["logreg"]().fit(x, y).predict_proba(xt)[:, 1]) < 0.5
+    assert roc_auc_score(yt, head.predict_proba(xt)[:, 1]) > 0.65
+
+
+def test_zeroshot_scores_are_seeded_and_named():
+    zs = F._ZeroShot()
+    assert tuple(zs.fc_w.shape) == (1000, 1280) and tuple(zs.fc_b.shape) == (1000,)
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    a = F.zeroshot_features(zs, batch, "real/a.jpg")
+    b = F.zeroshot_features(zs, batch, "real/a.jpg")
+    c = F.zeroshot_features(zs, batch, "real/b.jpg")
+    assert a["zs"].shape == (2, len(F.ZS_COLUMNS)) and np.isfinite(a["zs"]).all()
+    np.testing.assert_array_equal(a["zs"], b["zs"])  # every draw is seeded by the file id
+    col = {name: a[f"zs_{name}"][:, 0] for name in F.ZS_COLUMNS}
+    for i, name in enumerate(F.ZS_COLUMNS):
+        np.testing.assert_array_equal(a["zs"][:, i], col[name])
+    moved = [f"mid{k}" for k in F.ZS_STARTS] + ["mid5x4", "hf_mid", "hf_head"]
+    assert not np.array_equal(a["zs"][:, :len(moved)], c["zs"][:, :len(moved)])  # another file, other draws
+    assert all(np.all(col[name] > 0) for name in [*moved, "wepe"])  # every perturbation moves the embedding
+    np.testing.assert_array_equal(col["wepe"], c["zs_wepe"][:, 0])  # fixed weight draws, no per-file noise
+    assert np.all((col["msp"] < 0) & (col["msp"] >= -1)) and np.all(col["entropy"] > 0)
+    assert np.all(-col["msp"] >= np.exp(-col["entropy"]) - 1e-6)  # max p >= exp(-H): the columns line up
+
+
+def test_rigid_draws_repeat_the_shipped_term_for_draw_zero():
+    import torch
+
+    from vidfake.probe import RIGID_SIGMA, RIGID_START, perturb_map, rigid_noise, rigid_score
+    from vidfake.scene import Lite0Trunk
+
+    trunk = Lite0Trunk()
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    d = F.rigid_draws_features(trunk, batch, "real/a.jpg")["draws"]
+    assert d.shape == (2, F.RIGID_DRAWS) and np.all(d > 0)
+    np.testing.assert_array_equal(d, F.rigid_draws_features(trunk, batch, "real/b.jpg")["draws"])  # fixed draws
+    for draw in (0, F.RIGID_DRAWS - 1):  # one draw at a time, the shipped term's own code path
+        noise = torch.from_numpy(rigid_noise(draw))
+        feats, noisy = trunk.perturbed_features(batch, RIGID_START, lambda y, noise=noise: perturb_map(y, noise, RIGID_SIGMA))
+        np.testing.assert_allclose(d[:, draw], rigid_score(feats, noisy), rtol=1e-3, atol=1e-7)
+    assert not np.allclose(d[:, 0], d[:, 1])  # other draws, other scores

@@ -363,6 +363,140 @@ def rigid_mid_features(trunk, batch: np.ndarray, name: str) -> dict[str, np.ndar
     return out
 
 
+ZS_STARTS = (3, 4, 5, 6)  # feature-map noise enters the input of blocks.<k> (the shipped term: k = 5)
+ZS_SIGMA = 0.1  # relative to the map's RMS, as the shipped term
+ZS_DRAWS = 4  # draws averaged at blocks.5 (``zs_mid5x4``)
+ZS_HF_SIGMA = 0.03  # std of the high-passed pixel noise, [0, 1] units
+ZS_HF_LAYER = 3  # an intermediate map compared under the pixel noise: blocks.3's output (80 x 14 x 14)
+ZS_WEPE_START = 4  # weight perturbation of blocks.4 onwards and the head convolution
+ZS_WEPE_REL = 0.05  # each conv weight + N(0, (0.05 x its std)^2)
+ZS_WEPE_DRAWS = 2
+ZS_COLUMNS = (*(f"mid{k}" for k in ZS_STARTS), "mid5x4", "hf_mid", "hf_head", "wepe", "msp", "entropy",
+              "energy")
+
+
+class _ZeroShot:
+    """What :func:`zeroshot_features` needs: the Lite0 trunk, Lite0's ImageNet classifier (the
+    package's ``_fc``, which the trunk drops) and :data:`ZS_WEPE_DRAWS` weight-perturbed copies of the
+    trunk's tail (fixed seeds)."""
+
+    def __init__(self):
+        import copy
+
+        import torch
+
+        from vidfake.scene import Lite0Trunk
+        from vidfake.temporal_models.image2d import imagenet_lite0_path
+
+        self.trunk = Lite0Trunk()
+        sd = torch.load(imagenet_lite0_path(), map_location="cpu", weights_only=True)
+        self.fc_w, self.fc_b = sd["_fc.weight"].float(), sd["_fc.bias"].float()
+        m = self.trunk.model
+        self.tails = []
+        for d in range(ZS_WEPE_DRAWS):
+            gen = torch.Generator().manual_seed(1000 + d)
+            tail = copy.deepcopy(torch.nn.ModuleList([*m.blocks[ZS_WEPE_START:], m.conv_head, m.bn2])).eval()
+            with torch.no_grad():
+                for mod in tail.modules():
+                    if isinstance(mod, torch.nn.Conv2d):
+                        w = mod.weight
+                        w.add_(torch.randn(w.shape, generator=gen) * ZS_WEPE_REL * w.std())
+            self.tails.append(tail)
+
+
+def zeroshot_features(zs: _ZeroShot, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """Training-free scores of each view, higher meaning "more likely generated" by each one's own claim
+    (every column is a LOSO row with the ``score`` head; below 0.5 the claim points the wrong way here):
+
+    - ``mid<k>``: the shipped stability term with the noise entering ``blocks.<k>`` (RIGID on a map);
+      ``mid5x4``: the mean of :data:`ZS_DRAWS` draws at ``blocks.5``;
+    - ``hf_mid``, ``hf_head``: pixel noise high-passed (noise minus its 3 x 3 box blur: structured
+      high-frequency perturbation, as the Fourier-perturbation zero-shot detectors use), compared at an
+      intermediate map (``blocks.3``) and at the head;
+    - ``wepe``: weight perturbation (WePe, Nie et al. 2025): the tail from ``blocks.4`` on with noisy
+      weights; one minus the cosine to the clean embedding, averaged over the fixed draws;
+    - ``msp``, ``entropy``, ``energy``: the ImageNet classifier's uncertainty (minus the top softmax
+      probability, the softmax entropy, minus the log-sum-exp of the logits): the epistemic-uncertainty
+      baselines.
+
+    Returns:
+        ``zs``: ``(K, len(ZS_COLUMNS))`` in :data:`ZS_COLUMNS` order, and each column as ``zs_<column>``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from vidfake.probe import perturb_map
+
+    trunk = zs.trunk
+    gen = torch.Generator().manual_seed(_name_seed(name) % (2**63))
+    cols: dict[str, torch.Tensor] = {}
+
+    def dist(a, b):
+        return 1.0 - F.cosine_similarity(a.double(), b.double(), dim=1)
+
+    with torch.inference_mode():
+        (x,) = list(trunk._inputs(batch, len(batch)))
+        maps = trunk._maps(x)
+        emb = maps[-1].mean((2, 3))
+        for k in ZS_STARTS:
+            y = maps[k - 1]
+            cols[f"mid{k}"] = dist(emb, trunk.head_embedding(perturb_map(y, torch.randn(y.shape, generator=gen),
+                                                                          ZS_SIGMA), k))
+        y = maps[4]
+        draws = [cols["mid5"]] + [dist(emb, trunk.head_embedding(
+            perturb_map(y, torch.randn(y.shape, generator=gen), ZS_SIGMA), 5)) for _ in range(ZS_DRAWS - 1)]
+        cols["mid5x4"] = torch.stack(draws).mean(0)
+        noise = torch.randn(x.shape, generator=gen)
+        noise = noise - F.avg_pool2d(noise, 3, 1, 1, count_include_pad=False)
+        noise = noise / noise.std() * (2.0 * ZS_HF_SIGMA)  # x is in [-1, 1]
+        maps_hf = trunk._maps((x + noise).contiguous(memory_format=torch.channels_last))
+        cols["hf_mid"] = dist(maps[ZS_HF_LAYER].mean((2, 3)), maps_hf[ZS_HF_LAYER].mean((2, 3)))
+        cols["hf_head"] = dist(emb, maps_hf[-1].mean((2, 3)))
+        wepe = []
+        for tail in zs.tails:
+            y = maps[ZS_WEPE_START - 1]
+            for mod in tail:
+                y = mod(y)
+            wepe.append(dist(emb, y.mean((2, 3))))
+        cols["wepe"] = torch.stack(wepe).mean(0)
+        logits = emb.float() @ zs.fc_w.T + zs.fc_b
+        logp = logits.log_softmax(1)
+        cols["msp"] = -logp.exp().max(1).values
+        cols["entropy"] = -(logp.exp() * logp).sum(1)
+        cols["energy"] = -torch.logsumexp(logits, 1)
+    mat = torch.stack([cols[c].float() for c in ZS_COLUMNS], 1).numpy()
+    return {"zs": mat, **{f"zs_{c}": mat[:, [i]] for i, c in enumerate(ZS_COLUMNS)}}
+
+
+RIGID_DRAWS = 8  # fixed draws rigid_noise(0..7); draw 0 is the shipped term's
+
+
+def rigid_draws_features(trunk, batch: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """The shipped stability term (:func:`vidfake.probe.perturb_map` on the map that feeds ``blocks.5``,
+    sigma :data:`vidfake.probe.RIGID_SIGMA`) under each of the fixed draws ``rigid_noise(d)``,
+    ``d < RIGID_DRAWS``, the same draws for every image as a shipped term stores them; draw 0 is the one
+    shipped alone. ``rigid_draws<n>`` candidates average the first ``n``.
+
+    Returns:
+        ``draws``: ``(K, RIGID_DRAWS)``, one minus the cosine similarity of the head embeddings per draw.
+    """
+    import torch
+
+    from vidfake.probe import RIGID_SIGMA, perturb_map, rigid_noise
+
+    noise = torch.from_numpy(np.stack([rigid_noise(d) for d in range(RIGID_DRAWS)]))  # (D, C, h, w)
+    with torch.inference_mode():
+        (x,) = list(trunk._inputs(batch, len(batch)))
+        maps = trunk._maps(x)
+        y = maps[RIGID_MID_START - 1]  # (K, C, h, w): every draw of every view in one batch, view-major
+        k = len(y)
+        noisy = perturb_map(y.repeat_interleave(RIGID_DRAWS, 0), noise.repeat(k, 1, 1, 1), RIGID_SIGMA)
+        emb = trunk.head_embedding(noisy.contiguous(memory_format=torch.channels_last), RIGID_MID_START)
+        clean = maps[-1].mean((2, 3)).repeat_interleave(RIGID_DRAWS, 0)
+        score = 1.0 - torch.nn.functional.cosine_similarity(clean.double(), emb.double(), dim=1)
+    return {"draws": score.reshape(k, RIGID_DRAWS).float().numpy()}
+
+
 def _view_batch_fn(compute: Callable[[object, np.ndarray, str], dict[str, np.ndarray]],
                    make_model: Callable[[], object] = lambda: _lite0_backbone()) -> Callable[[], FeatureFn]:
     """An extractor's builder: ``make_model()`` once, then per image ``compute(model, views, file id)`` on
@@ -581,6 +715,16 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_at": f"input of blocks.{RIGID_MID_START}",
                "relative_sigmas": list(RIGID_MID_SIGMAS), "noise_seed": "sha1(file id)"},
               _view_batch_fn(rigid_mid_features, _lite0_trunk), _lite0_sha),
+    Extractor("lite0_zeroshot", "tf_efficientnet_lite0 ImageNet (and its ImageNet classifier)",
+              ("zs", *(f"zs_{c}" for c in ZS_COLUMNS)),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "columns": list(ZS_COLUMNS), "starts": list(ZS_STARTS),
+               "sigma": ZS_SIGMA, "draws": ZS_DRAWS, "hf_sigma": ZS_HF_SIGMA, "hf_layer": ZS_HF_LAYER,
+               "wepe": [ZS_WEPE_START, ZS_WEPE_REL, ZS_WEPE_DRAWS], "noise_seed": "sha1(file id)"},
+              _view_batch_fn(zeroshot_features, _ZeroShot), _lite0_sha),
+    Extractor("lite0_rigid_draws", "tf_efficientnet_lite0 ImageNet", ("draws",),
+              {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_at": f"input of blocks.{RIGID_MID_START}",
+               "relative_sigma": 0.1, "draws": f"rigid_noise(0..{RIGID_DRAWS - 1}), fixed for every image"},
+              _view_batch_fn(rigid_draws_features, _lite0_trunk), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
     Extractor("confounds", "none", ("size", "jpeg"), {"v": 1}, lambda: confound_features),
@@ -602,6 +746,10 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     "rigid_score": ("lite0_rigid", "score"),
     "rigid_mid1": ("lite0_rigid_mid", "score_1"),
     "rigid_mid3": ("lite0_rigid_mid", "score_3"),
+    **{f"rigid_draws{n}": ("lite0_rigid_draws", "draws", lambda x, n=n: x[..., :n].mean(-1, keepdims=True))
+       for n in (1, 2, 4, 8)},
+    "zeroshot": ("lite0_zeroshot", "zs"),
+    **{f"zs_{c}": ("lite0_zeroshot", f"zs_{c}") for c in ZS_COLUMNS},
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),
@@ -764,13 +912,14 @@ def load_features(items: Sequence[MediaItem], candidate: str, views: int | None 
         if len({p.shape[1] for p in parts}) != 1:
             raise ValueError(f"{candidate}: parts have different view counts {[p.shape[1] for p in parts]}")
         return np.concatenate(parts, axis=2)
-    ex_name, block = CANDIDATES[candidate]
+    ex_name, block, *post = CANDIDATES[candidate]
     stored = FeatureCache(EXTRACTORS[ex_name], spec_for(ex_name, views, seed), root).load()
     missing = [item_id(i.path) for i in items if item_id(i.path) not in stored]
     if missing:
         raise KeyError(f"{candidate}: {len(missing)} of {len(items)} items not cached (first: {missing[0]}); "
                        f"run python -m vidfake.training.features --extractor {ex_name}")
-    return np.stack([stored[item_id(i.path)][block] for i in items])
+    x = np.stack([stored[item_id(i.path)][block] for i in items])
+    return post[0](x) if post else x
 
 
 def main(argv: list[str] | None = None) -> int:

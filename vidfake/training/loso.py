@@ -28,8 +28,13 @@ Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class
 (standardised, PCA to at most 128 whitened components fitted on the training part, one hidden layer
 of 128 units), ``finetune_tail`` (the shipped 2D recipe's trainable layers fitted per fold on the
 ``lite0_stage5`` candidate: :mod:`vidfake.training.tail`), ``score`` (no training: a one-column
-training-free score is the ranking, so every group is unseen by construction) and ``blend_score``
-(:class:`ScoreBlend`: ``logreg_groupbal`` plus such a score, fixed equal weight). Candidates are named in :data:`vidfake.training.features.CANDIDATES`; the confound
+training-free score is the ranking, so every group is unseen by construction), ``score_sum``
+(:class:`ScoreSum`: several such scores, each standardised, summed), ``blend_score`` (:class:`ScoreBlend`:
+``logreg_groupbal`` plus such a score, fixed equal weight), ``logreg_content`` and ``blend_content``
+(the same with real and fake weighed alike inside every content cluster: :func:`content_balanced_weights`).
+``--exclude-group`` leaves a source out altogether, e.g. the ImageNet samples, which the frozen ImageNet
+trunk trained on (``docs/loso_images.md``, fifth pass). Candidates are named in
+:data:`vidfake.training.features.CANDIDATES`; the confound
 candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
 is scored with no training (its logit is the score) as a *reference*: it saw every source, so its row
 is not a LOSO figure.
@@ -201,6 +206,55 @@ def _logreg_balanced():
     return GroupBalanced(lambda: _logreg(class_weight=None))  # the weights balance the labels already
 
 
+CONTENT_CLUSTERS = 12  # k-means clusters of the training rows (faces, photos, art, anime, ... by feature)
+CONTENT_FLOOR = 0.05  # weight share kept by clusters that hold one label only
+
+
+def content_balanced_weights(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = CONTENT_CLUSTERS,
+                             floor: float = CONTENT_FLOOR, seed: int = 0) -> np.ndarray:
+    """Group-balanced weights rescaled so that real and fake weigh the same *inside every content cluster*.
+
+    Content follows the label in the dev data (faces are mostly real, art and anime mostly fake), so a
+    head learns "face = real". The training rows are clustered (k-means on 32 standardised principal
+    components of the features themselves); in a cluster holding both labels the reals and fakes are each
+    given half the cluster's weight, so the cluster's content cannot tell them apart; a cluster holding one
+    label keeps only ``floor`` of its weight: it teaches content and nothing else.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(y)
+    w = group_balanced_weights(y, groups)
+    z = StandardScaler().fit_transform(x)
+    z = PCA(min(32, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
+    cluster = KMeans(k, n_init=4, random_state=seed).fit_predict(z)
+    out = w.copy()
+    for c in np.unique(cluster):
+        on = cluster == c
+        s_real, s_fake = w[on & (y == 0)].sum(), w[on & (y == 1)].sum()
+        if s_real > 0 and s_fake > 0:
+            out[on & (y == 0)] *= (s_real + s_fake) / (2 * s_real)
+            out[on & (y == 1)] *= (s_real + s_fake) / (2 * s_fake)
+        else:
+            out[on] *= floor
+    return out * (len(y) / out.sum())
+
+
+class ContentBalanced(GroupBalanced):
+    """A classifier fitted with :func:`content_balanced_weights`: it learns what tells real from fake
+    *within* a kind of content."""
+
+    def fit(self, x, y, groups):
+        step = self.model.steps[-1][0]
+        self.model.fit(x, y, **{f"{step}__sample_weight": content_balanced_weights(x, y, groups)})
+        return self
+
+
+def _logreg_content():
+    return ContentBalanced(lambda: _logreg(class_weight=None))
+
+
 class SourceProjection:
     """Logistic regression on features with the directions that tell *sources of one label* apart removed.
 
@@ -252,10 +306,14 @@ class ScoreBlend:
     tuned to the sources the fold trains on."""
 
     takes_groups = True
+    base: Callable[[], object] = staticmethod(_logreg_balanced)
+
+    def __init__(self, probe_weight: float = 1.0):
+        self.probe_weight = probe_weight  # the shipped still-image term's weight on the head (vidfake.probe)
 
     def fit(self, x, y, groups):
         x = np.asarray(x)
-        self.model = _logreg_balanced().fit(x[:, :-1], y, groups)
+        self.model = self.base().fit(x[:, :-1], y, groups)
         logit = self._logit(x[:, :-1])
         self.stats = (logit.mean(), logit.std() + 1e-12, x[:, -1].mean(), x[:, -1].std() + 1e-12)
         return self
@@ -266,9 +324,31 @@ class ScoreBlend:
     def predict_proba(self, x):
         x = np.asarray(x)
         m1, s1, m2, s2 = self.stats
-        z = (self._logit(x[:, :-1]) - m1) / s1 + (x[:, -1] - m2) / s2
+        z = self.probe_weight * (self._logit(x[:, :-1]) - m1) / s1 + (x[:, -1] - m2) / s2
         p = 1.0 / (1.0 + np.exp(-z))
         return np.stack([1 - p, p], 1)
+
+
+class ScoreSum:
+    """Training-free scores side by side (joint candidates such as ``zs_mid5x4+zs_hf_head``), each
+    standardised on the training rows and summed with equal weight: nothing but each column's scale is
+    fitted, so no source's content can be learned."""
+
+    def fit(self, x, y=None):
+        x = np.asarray(x, np.float64)
+        self.mean, self.scale = x.mean(0), x.std(0) + 1e-12
+        return self
+
+    def predict_proba(self, x):
+        z = ((np.asarray(x, np.float64) - self.mean) / self.scale).sum(1) / np.sqrt(len(self.mean))
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.stack([1 - p, p], 1)
+
+
+class ContentScoreBlend(ScoreBlend):
+    """:class:`ScoreBlend` over a content-balanced logistic regression (:class:`ContentBalanced`)."""
+
+    base = staticmethod(_logreg_content)
 
 
 def _finetune_tail():
@@ -280,7 +360,8 @@ def _finetune_tail():
 HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logreg_inner_cv, "mlp": _mlp,
                                           "logreg_groupbal": _logreg_balanced, "finetune_tail": _finetune_tail,
                                           "logreg_nap": SourceProjection, "score": None,
-                                          "blend_score": ScoreBlend}
+                                          "blend_score": ScoreBlend, "logreg_content": _logreg_content,
+                                          "blend_content": ContentScoreBlend, "score_sum": ScoreSum}
 
 
 def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -507,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train on self-blends of the training reals that have a face as extra fakes "
                         "(the candidate's blend features, AUX_SBI, must be cached); rows are named "
                         "'<candidate> +sbi'")
+    p.add_argument("--exclude-group", action="append", default=[], metavar="GROUP",
+                   help="leave this source group out of training and scoring alike (repeatable), e.g. "
+                        "'ImageNet samples': reals the frozen ImageNet trunk was trained on")
     p.add_argument("--per-group", action="append", default=[], metavar="CANDIDATE:HEAD",
                    help="also print per-group AUCs of this candidate and head")
     args = p.parse_args(argv)
@@ -519,6 +603,14 @@ def main(argv: list[str] | None = None) -> int:
 
     items = read_manifest(args.data, kind="image")
     groups = assign_groups(items)
+    unknown = set(args.exclude_group) - set(groups)
+    if unknown:
+        p.error(f"--exclude-group: no such group {sorted(unknown)}; groups: {sorted(set(groups))}")
+    if args.exclude_group:
+        keep = [g not in args.exclude_group for g in groups]
+        items = [i for i, k in zip(items, keep, strict=True) if k]
+        groups = [g for g, k in zip(groups, keep, strict=True) if k]
+        logger.info("--exclude-group: %d items left out", keep.count(False))
     labels = np.array([i.label for i in items])
     heads = args.head or ["logreg", "mlp"]
     out = Path(args.out or f"runs/loso_images_{date.today().isoformat()}.json")
