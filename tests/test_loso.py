@@ -368,3 +368,20 @@ def test_rigid_draws_repeat_the_shipped_term_for_draw_zero():
         feats, noisy = trunk.perturbed_features(batch, RIGID_START, lambda y, noise=noise: perturb_map(y, noise, RIGID_SIGMA))
         np.testing.assert_allclose(d[:, draw], rigid_score(feats, noisy), rtol=1e-3, atol=1e-7)
     assert not np.allclose(d[:, 0], d[:, 1])  # other draws, other scores
+
+
+def test_train_only_group_is_trained_on_in_every_fold_and_never_scored(tmp_path, monkeypatch):
+    """The CLI's --train-only-group: folds dealt without the group, so it is in every training part and
+    no AUC is read off it (the ImageNet samples, which the frozen ImageNet trunk saw)."""
+    rng = np.random.default_rng(0)
+    groups = np.array(["f1"] * 6 + ["f2"] * 6 + ["r1"] * 6 + ["r2"] * 6 + ["imagenet"] * 6)
+    labels = np.array([1] * 12 + [0] * 18)
+    x = np.zeros((len(labels), 2, 2), np.float32)
+    x[:, :, 0] = np.arange(len(labels))[:, None]
+    x[:, :, 1] = labels[:, None] * 0.5 + rng.random((len(labels), 2)) * 0.5
+    scored = groups != "imagenet"
+    folds = make_folds(labels[scored], groups[scored], 2)
+    _Spy.log.clear()
+    r = evaluate(x, labels, groups, lambda: _Spy(groups), folds=folds)
+    assert _Spy.log and all("imagenet" in trained and "imagenet" not in seen for trained, seen in _Spy.log)
+    assert [g.group for g in r.real_groups] == ["r1", "r2"]

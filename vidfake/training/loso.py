@@ -32,8 +32,9 @@ training-free score is the ranking, so every group is unseen by construction), `
 (:class:`ScoreSum`: several such scores, each standardised, summed), ``blend_score`` (:class:`ScoreBlend`:
 ``logreg_groupbal`` plus such a score, fixed equal weight), ``logreg_content`` and ``blend_content``
 (the same with real and fake weighed alike inside every content cluster: :func:`content_balanced_weights`).
-``--exclude-group`` leaves a source out altogether, e.g. the ImageNet samples, which the frozen ImageNet
-trunk trained on (``docs/loso_images.md``, fifth pass). Candidates are named in
+``--train-only-group`` trains on a source in every fold and never scores it, e.g. the ImageNet samples,
+which the frozen ImageNet trunk trained on, so they are no unseen source for anything built on it
+(``docs/loso_images.md``, fifth pass); ``--exclude-group`` leaves a source out altogether. Candidates are named in
 :data:`vidfake.training.features.CANDIDATES`; the confound
 candidates (image size alone, JPEG bytes alone) go through the same protocol, and the shipped detector
 is scored with no training (its logit is the score) as a *reference*: it saw every source, so its row
@@ -501,8 +502,9 @@ def evaluate(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], he
         return GroupScore(g, side, size[g], avg("clean", 0), avg("validator", 0), avg("clean", 1),
                           avg("validator", 1))
 
-    fakes = tuple(score(g, 1) for g in sorted(size) if label_of[g] == 1)
-    reals = tuple(score(g, 0) for g in sorted(size) if label_of[g] == 0)
+    scored = {g for pair in pairs for g in pair}  # a train-only group (see --train-only-group) is never scored
+    fakes = tuple(score(g, 1) for g in sorted(size) if label_of[g] == 1 and g in scored)
+    reals = tuple(score(g, 0) for g in sorted(size) if label_of[g] == 0 and g in scored)
     name = head if isinstance(head, str) else ("reference" if head is None else getattr(head, "__name__", "head"))
     return CandidateResult(candidate, name, head is not None, k, len(folds), fakes, reals,
                            time.perf_counter() - t0)
@@ -591,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exclude-group", action="append", default=[], metavar="GROUP",
                    help="leave this source group out of training and scoring alike (repeatable), e.g. "
                         "'ImageNet samples': reals the frozen ImageNet trunk was trained on")
+    p.add_argument("--train-only-group", action="append", default=[], metavar="GROUP",
+                   help="always train on this source group and never score it (repeatable), e.g. 'ImageNet "
+                        "samples': the frozen ImageNet trunk was trained on them, so they are no unseen source")
     p.add_argument("--per-group", action="append", default=[], metavar="CANDIDATE:HEAD",
                    help="also print per-group AUCs of this candidate and head")
     args = p.parse_args(argv)
@@ -603,15 +608,20 @@ def main(argv: list[str] | None = None) -> int:
 
     items = read_manifest(args.data, kind="image")
     groups = assign_groups(items)
-    unknown = set(args.exclude_group) - set(groups)
+    unknown = (set(args.exclude_group) | set(args.train_only_group)) - set(groups)
     if unknown:
-        p.error(f"--exclude-group: no such group {sorted(unknown)}; groups: {sorted(set(groups))}")
+        p.error(f"--exclude-group/--train-only-group: no such group {sorted(unknown)}; groups: "
+                f"{sorted(set(groups))}")
     if args.exclude_group:
         keep = [g not in args.exclude_group for g in groups]
         items = [i for i, k in zip(items, keep, strict=True) if k]
         groups = [g for g, k in zip(groups, keep, strict=True) if k]
         logger.info("--exclude-group: %d items left out", keep.count(False))
     labels = np.array([i.label for i in items])
+    folds = None
+    if args.train_only_group:  # the folds of the other groups; the train-only ones sit in every training part
+        scored = ~np.isin(groups, args.train_only_group)
+        folds = make_folds(labels[scored], np.asarray(groups)[scored], args.real_folds)
     heads = args.head or ["logreg", "mlp"]
     out = Path(args.out or f"runs/loso_images_{date.today().isoformat()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -645,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
                 logger.warning("skipping %s: %s", cand, e)
                 continue
             for head in todo:
-                r = evaluate(x, labels, groups, head, candidate=name, real_folds=args.real_folds, aux=aux)
+                r = evaluate(x, labels, groups, head, candidate=name, real_folds=args.real_folds, aux=aux,
+                             folds=folds)
                 logger.info("%s / %s: %s (%.0f s)", cand, r.head, r.summary(), r.seconds)
                 results.append(r)
                 _write_results(out, results, args.real_folds)  # after each row: a killed run resumes
