@@ -200,12 +200,10 @@ def test_reference_row_uses_the_logit_untrained():
     assert not r.loso and r.fake_groups[0].auc_clean == 0.75 and r.fake_groups[0].auc_validator == 1.0
 
 
-def test_source_projection_removes_what_tells_sources_of_a_label_apart():
-    from sklearn.metrics import roc_auc_score
-
-    from vidfake.training.loso import HEADS, SourceProjection
-
-    rng = np.random.default_rng(0)
+def _content_confounded(seed: int):
+    """Toy rows where content (art or photo: strong) predicts the label in training and a weak trace does
+    in every source: ``(make(n, label, art), training parts [(x, label, group)])``."""
+    rng = np.random.default_rng(seed)
 
     def make(n, label, art):
         x = rng.normal(0, 0.3, (n, 6))
@@ -216,6 +214,15 @@ def test_source_projection_removes_what_tells_sources_of_a_label_apart():
     # Training: fakes mostly art, reals mostly photo, so content predicts the label there.
     parts = [(make(300, 1, True), 1, "f_art"), (make(60, 1, False), 1, "f_photo"),
              (make(60, 0, True), 0, "r_art"), (make(300, 0, False), 0, "r_photo")]
+    return make, parts
+
+
+def test_source_projection_removes_what_tells_sources_of_a_label_apart():
+    from sklearn.metrics import roc_auc_score
+
+    from vidfake.training.loso import HEADS, SourceProjection
+
+    make, parts = _content_confounded(0)
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([[p[1]] * len(p[0]) for p in parts])
     g = np.concatenate([[p[2]] * len(p[0]) for p in parts])
@@ -302,17 +309,8 @@ def test_content_balanced_head_learns_within_content():
 
     from vidfake.training.loso import HEADS, ContentBalanced, content_balanced_weights
 
-    rng = np.random.default_rng(1)
-
-    def make(n, label, art):
-        x = rng.normal(0, 0.3, (n, 6))
-        x[:, 0] += 0.15 if label else -0.15  # the trace: weak, the same in every source
-        x[:, 1] += 2.0 if art else -2.0  # the content: art or photo, strong
-        return x
-
-    parts = [(make(300, 1, True), 1, "f_art"), (make(60, 1, False), 1, "f_photo"),
-             (make(60, 0, True), 0, "r_art"), (make(300, 0, False), 0, "r_photo"),
-             (make(40, 1, True) + [0, 0, 6, 0, 0, 0], 1, "f_anime")]  # a content no real shares
+    make, parts = _content_confounded(1)
+    parts.append((make(40, 1, True) + [0, 0, 6, 0, 0, 0], 1, "f_anime"))  # a content no real shares
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([[p[1]] * len(p[0]) for p in parts])
     g = np.concatenate([[p[2]] * len(p[0]) for p in parts])
