@@ -383,3 +383,28 @@ def test_train_only_group_is_trained_on_in_every_fold_and_never_scored(tmp_path,
     r = evaluate(x, labels, groups, lambda: _Spy(groups), folds=folds)
     assert _Spy.log and all("imagenet" in trained and "imagenet" not in seen for trained, seen in _Spy.log)
     assert [g.group for g in r.real_groups] == ["r1", "r2"]
+
+
+def test_content_normalised_score_compares_with_reals_that_look_alike():
+    """Faces are stable whether generated or not: a face fake scores below a real photo on the raw score,
+    above the real faces; standardised by the reals of its content cluster it is above both."""
+    from sklearn.metrics import roc_auc_score
+
+    from vidfake.training.loso import HEADS, ContentNormalisedScore
+
+    rng = np.random.default_rng(0)
+
+    def make(n, fake, face):
+        x = rng.normal(0, 0.3, (n, 7))
+        x[:, :6] += 2.0 if face else -2.0  # content: what most feature columns describe
+        x[:, -1] = (0.2 if face else 0.6) + (0.1 if fake else 0.0) + rng.normal(0, 0.03, n)  # the score
+        return x
+
+    x = np.concatenate([make(200, 0, True), make(200, 0, False), make(200, 1, False)])  # no face fake trained on
+    y = np.array([0] * 400 + [1] * 200)
+    head = HEADS["score_content"]().fit(x, y)
+    assert isinstance(head, ContentNormalisedScore)
+    xt = np.concatenate([make(100, 1, True), make(100, 0, True), make(100, 0, False)])
+    yt = np.array([1] * 100 + [0] * 200)
+    assert roc_auc_score(yt, xt[:, -1]) < 0.6  # raw: the face fakes sit below every real photo
+    assert roc_auc_score(yt, head.predict_proba(xt)[:, 1]) > 0.95

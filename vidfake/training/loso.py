@@ -29,7 +29,9 @@ Heads: ``logreg`` (standardised features, L2 logistic regression, balanced class
 of 128 units), ``finetune_tail`` (the shipped 2D recipe's trainable layers fitted per fold on the
 ``lite0_stage5`` candidate: :mod:`vidfake.training.tail`), ``score`` (no training: a one-column
 training-free score is the ranking, so every group is unseen by construction), ``score_sum``
-(:class:`ScoreSum`: several such scores, each standardised, summed), ``blend_score`` (:class:`ScoreBlend`:
+(:class:`ScoreSum`: several such scores, each standardised, summed), ``score_content``
+(:class:`ContentNormalisedScore`: such a score standardised by the real training rows of its content
+cluster, the clusters from the other columns), ``blend_score`` (:class:`ScoreBlend`:
 ``logreg_groupbal`` plus such a score, fixed equal weight), ``logreg_content`` and ``blend_content``
 (the same with real and fake weighed alike inside every content cluster: :func:`content_balanced_weights`).
 ``--train-only-group`` trains on a source in every fold and never scores it, e.g. the ImageNet samples,
@@ -346,6 +348,41 @@ class ScoreSum:
         return np.stack([1 - p, p], 1)
 
 
+class ContentNormalisedScore:
+    """A training-free score (the last column) measured against the *real* training rows of its content:
+    the other columns are clustered (k-means, 8 clusters, on 32
+    standardised principal components), and the score becomes ``(score - mean) / std`` of the reals in
+    the row's cluster (a cluster with fewer than 10 reals uses all reals). Faces are stable in the
+    middle of the network whether generated or not; this asks whether an image is less stable than real
+    images that look like it. Fitted on reals' scores and label-free clusters only: no fake is learned.
+    """
+
+    n_clusters = 8
+    min_reals = 10
+
+    def fit(self, x, y):
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x, real = np.asarray(x, np.float64), np.asarray(y) == 0
+        self.embed = make_pipeline(StandardScaler(), PCA(min(32, x.shape[1] - 1), random_state=0)).fit(x[:, :-1])
+        self.km = KMeans(self.n_clusters, n_init=4, random_state=0).fit(self.embed.transform(x[:, :-1]))
+        s, c = x[:, -1], self.km.labels_
+        stats = [(s[real & (c == j)].mean(), s[real & (c == j)].std()) if (real & (c == j)).sum() >= self.min_reals
+                 else (s[real].mean(), s[real].std()) for j in range(self.n_clusters)]
+        self.mean, self.scale = (np.array(v) for v in zip(*stats, strict=True))
+        self.scale = self.scale + 1e-12
+        return self
+
+    def predict_proba(self, x):
+        x = np.asarray(x, np.float64)
+        c = self.km.predict(self.embed.transform(x[:, :-1]))
+        p = 1.0 / (1.0 + np.exp(-(x[:, -1] - self.mean[c]) / self.scale[c]))
+        return np.stack([1 - p, p], 1)
+
+
 class ContentScoreBlend(ScoreBlend):
     """:class:`ScoreBlend` over a content-balanced logistic regression (:class:`ContentBalanced`)."""
 
@@ -362,7 +399,8 @@ HEADS: dict[str, Callable[[], object]] = {"logreg": _logreg, "logreg_cv": _logre
                                           "logreg_groupbal": _logreg_balanced, "finetune_tail": _finetune_tail,
                                           "logreg_nap": SourceProjection, "score": None,
                                           "blend_score": ScoreBlend, "logreg_content": _logreg_content,
-                                          "blend_content": ContentScoreBlend, "score_sum": ScoreSum}
+                                          "blend_content": ContentScoreBlend, "score_sum": ScoreSum,
+                                          "score_content": ContentNormalisedScore}
 
 
 def _scores(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
