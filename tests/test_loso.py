@@ -338,13 +338,18 @@ def test_zeroshot_scores_are_seeded_and_named():
     c = F.zeroshot_features(zs, batch, "real/b.jpg")
     assert a["zs"].shape == (2, len(F.ZS_COLUMNS)) and np.isfinite(a["zs"]).all()
     np.testing.assert_array_equal(a["zs"], b["zs"])  # every draw is seeded by the file id
-    col = {name: a[f"zs_{name}"][:, 0] for name in F.ZS_COLUMNS}
+    def column(out, name):  # what candidate zs_<name> reads from a cached (N, K, D) block
+        ex_name, block, pick = F.CANDIDATES[f"zs_{name}"]
+        assert ex_name == "lite0_zeroshot" and F.EXTRACTORS[ex_name].blocks == (block,)
+        return pick(out[block][None])[0, :, 0]
+
+    col = {name: column(a, name) for name in F.ZS_COLUMNS}
     for i, name in enumerate(F.ZS_COLUMNS):
         np.testing.assert_array_equal(a["zs"][:, i], col[name])
     moved = [f"mid{k}" for k in F.ZS_STARTS] + ["mid5x4", "hf_mid", "hf_head"]
     assert not np.array_equal(a["zs"][:, :len(moved)], c["zs"][:, :len(moved)])  # another file, other draws
     assert all(np.all(col[name] > 0) for name in [*moved, "wepe"])  # every perturbation moves the embedding
-    np.testing.assert_array_equal(col["wepe"], c["zs_wepe"][:, 0])  # fixed weight draws, no per-file noise
+    np.testing.assert_array_equal(col["wepe"], column(c, "wepe"))  # fixed weight draws, no per-file noise
     assert np.all((col["msp"] < 0) & (col["msp"] >= -1)) and np.all(col["entropy"] > 0)
     assert np.all(-col["msp"] >= np.exp(-col["entropy"]) - 1e-6)  # max p >= exp(-H): the columns line up
 
@@ -408,3 +413,17 @@ def test_content_normalised_score_compares_with_reals_that_look_alike():
     yt = np.array([1] * 100 + [0] * 200)
     assert roc_auc_score(yt, xt[:, -1]) < 0.6  # raw: the face fakes sit below every real photo
     assert roc_auc_score(yt, head.predict_proba(xt)[:, 1]) > 0.95
+
+
+def test_a_report_resumes_only_under_its_own_protocol(tmp_path):
+    from vidfake.training.loso import _read_results, _write_results
+
+    groups = np.array(["f"] * 4 + ["r"] * 4)
+    labels = np.array([1] * 4 + [0] * 4)
+    r = evaluate(np.where(labels[:, None, None] == 1, 0.2, 0.1) * np.ones((8, 2, 1)), labels, groups, "score",
+                 real_folds=1)
+    out = tmp_path / "report.json"
+    train_only = {"train_only_group": ["ImageNet samples"]}
+    _write_results(out, [r], 1, train_only)
+    assert [x.candidate for x in _read_results(out, 1, train_only)] == [r.candidate]
+    assert _read_results(out, 1) == [] and _read_results(out, 2, train_only) == []  # every group scored; folds

@@ -386,10 +386,11 @@ class _ZeroShot:
         import torch
 
         from vidfake.scene import Lite0Trunk
-        from vidfake.temporal_models.image2d import imagenet_lite0_path
+        from vidfake.temporal_models.image2d import IMAGENET_LITE0_SHA256, imagenet_lite0_path
+        from vidfake.temporal_models.weights import read_state_dict
 
         self.trunk = Lite0Trunk()
-        sd = torch.load(imagenet_lite0_path(), map_location="cpu", weights_only=True)
+        sd, _, _ = read_state_dict(imagenet_lite0_path(), IMAGENET_LITE0_SHA256)
         self.fc_w, self.fc_b = sd["_fc.weight"].float(), sd["_fc.bias"].float()
         m = self.trunk.model
         self.tails = []
@@ -420,7 +421,7 @@ def zeroshot_features(zs: _ZeroShot, batch: np.ndarray, name: str) -> dict[str, 
       baselines.
 
     Returns:
-        ``zs``: ``(K, len(ZS_COLUMNS))`` in :data:`ZS_COLUMNS` order, and each column as ``zs_<column>``.
+        ``zs``: ``(K, len(ZS_COLUMNS))`` in :data:`ZS_COLUMNS` order (candidate ``zs_<column>`` is one column).
     """
     import torch
     import torch.nn.functional as F
@@ -464,8 +465,7 @@ def zeroshot_features(zs: _ZeroShot, batch: np.ndarray, name: str) -> dict[str, 
         cols["msp"] = -logp.exp().max(1).values
         cols["entropy"] = -(logp.exp() * logp).sum(1)
         cols["energy"] = -torch.logsumexp(logits, 1)
-    mat = torch.stack([cols[c].float() for c in ZS_COLUMNS], 1).numpy()
-    return {"zs": mat, **{f"zs_{c}": mat[:, [i]] for i, c in enumerate(ZS_COLUMNS)}}
+    return {"zs": torch.stack([cols[c].float() for c in ZS_COLUMNS], 1).numpy()}
 
 
 RIGID_DRAWS = 8  # fixed draws rigid_noise(0..7); draw 0 is the shipped term's
@@ -716,14 +716,14 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
                "relative_sigmas": list(RIGID_MID_SIGMAS), "noise_seed": "sha1(file id)"},
               _view_batch_fn(rigid_mid_features, _lite0_trunk), _lite0_sha),
     Extractor("lite0_zeroshot", "tf_efficientnet_lite0 ImageNet (and its ImageNet classifier)",
-              ("zs", *(f"zs_{c}" for c in ZS_COLUMNS)),
+              ("zs",),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "columns": list(ZS_COLUMNS), "starts": list(ZS_STARTS),
                "sigma": ZS_SIGMA, "draws": ZS_DRAWS, "hf_sigma": ZS_HF_SIGMA, "hf_layer": ZS_HF_LAYER,
                "wepe": [ZS_WEPE_START, ZS_WEPE_REL, ZS_WEPE_DRAWS], "noise_seed": "sha1(file id)"},
               _view_batch_fn(zeroshot_features, _ZeroShot), _lite0_sha),
     Extractor("lite0_rigid_draws", "tf_efficientnet_lite0 ImageNet", ("draws",),
               {**_GLOBAL, "size": 224, "norm": "0.5/0.5", "noise_at": f"input of blocks.{RIGID_MID_START}",
-               "relative_sigma": 0.1, "draws": f"rigid_noise(0..{RIGID_DRAWS - 1}), fixed for every image"},
+               "relative_sigma": RIGID_MID_SIGMAS[0], "draws": f"rigid_noise(0..{RIGID_DRAWS - 1}), fixed for every image"},
               _view_batch_fn(rigid_draws_features, _lite0_trunk), _lite0_sha),
     Extractor("spectrum", "none", ("spectrum",),
               {"crop": "native centre 224", "highpass": "gray - box3", "bins": 64}, lambda: _spectrum_fn()),
@@ -732,8 +732,10 @@ EXTRACTORS: dict[str, Extractor] = {e.name: e for e in [
               {"input": "Detector.image_logits"}, _shipped_fn, _shipped_sha),
 ]}
 
-# Candidate name -> (extractor, block). The names the issue uses.
-CANDIDATES: dict[str, tuple[str, str]] = {
+# Candidate name -> (extractor, block) or (extractor, block, f): f maps the stored (N, K, D) block to the
+# candidate's columns (one column of the zero-shot matrix, the mean of the first n draws). The names the
+# issue uses.
+CANDIDATES: dict[str, tuple[str, str] | tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = {
     "lite0_last": ("lite0", "last"),
     "lite0_multi": ("lite0", "multi"),
     "lite0_multi256": ("lite0_256", "multi"),
@@ -749,7 +751,7 @@ CANDIDATES: dict[str, tuple[str, str]] = {
     **{f"rigid_draws{n}": ("lite0_rigid_draws", "draws", lambda x, n=n: x[..., :n].mean(-1, keepdims=True))
        for n in (1, 2, 4, 8)},
     "zeroshot": ("lite0_zeroshot", "zs"),
-    **{f"zs_{c}": ("lite0_zeroshot", f"zs_{c}") for c in ZS_COLUMNS},
+    **{f"zs_{c}": ("lite0_zeroshot", "zs", lambda x, i=i: x[..., [i]]) for i, c in enumerate(ZS_COLUMNS)},
     "lite2_last": ("lite2", "last"),
     "lite2_multi": ("lite2", "multi"),
     "spectrum": ("spectrum", "spectrum"),

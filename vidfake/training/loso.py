@@ -196,9 +196,12 @@ class GroupBalanced:
     def __init__(self, make: Callable[[], object]):
         self.model = make()
 
+    def weights(self, x, y, groups) -> np.ndarray:
+        return group_balanced_weights(y, groups)
+
     def fit(self, x, y, groups):
         step = self.model.steps[-1][0]
-        self.model.fit(x, y, **{f"{step}__sample_weight": group_balanced_weights(y, groups)})
+        self.model.fit(x, y, **{f"{step}__sample_weight": self.weights(x, y, groups)})
         return self
 
     def predict_proba(self, x):
@@ -213,6 +216,29 @@ CONTENT_CLUSTERS = 12  # k-means clusters of the training rows (faces, photos, a
 CONTENT_FLOOR = 0.05  # weight share kept by clusters that hold one label only
 
 
+class ContentClusters:
+    """k-means content clusters of feature rows: standardised, 32 principal components, ``k`` clusters
+    (label-free; shared by :func:`content_balanced_weights` and :class:`ContentNormalisedScore`)."""
+
+    def __init__(self, k: int, seed: int = 0):
+        self.k, self.seed = k, seed
+
+    def fit(self, x: np.ndarray) -> ContentClusters:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x = np.asarray(x, np.float64)
+        self.embed = make_pipeline(StandardScaler(), PCA(min(32, x.shape[1], len(x) - 1), random_state=self.seed))
+        self.km = KMeans(self.k, n_init=4, random_state=self.seed).fit(self.embed.fit_transform(x))
+        self.labels_ = self.km.labels_
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.km.predict(self.embed.transform(np.asarray(x, np.float64)))
+
+
 def content_balanced_weights(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = CONTENT_CLUSTERS,
                              floor: float = CONTENT_FLOOR, seed: int = 0) -> np.ndarray:
     """Group-balanced weights rescaled so that real and fake weigh the same *inside every content cluster*.
@@ -223,15 +249,9 @@ def content_balanced_weights(x: np.ndarray, y: np.ndarray, groups: np.ndarray, k
     given half the cluster's weight, so the cluster's content cannot tell them apart; a cluster holding one
     label keeps only ``floor`` of its weight: it teaches content and nothing else.
     """
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
     y = np.asarray(y)
     w = group_balanced_weights(y, groups)
-    z = StandardScaler().fit_transform(x)
-    z = PCA(min(32, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
-    cluster = KMeans(k, n_init=4, random_state=seed).fit_predict(z)
+    cluster = ContentClusters(k, seed).fit(x).labels_
     out = w.copy()
     for c in np.unique(cluster):
         on = cluster == c
@@ -248,10 +268,8 @@ class ContentBalanced(GroupBalanced):
     """A classifier fitted with :func:`content_balanced_weights`: it learns what tells real from fake
     *within* a kind of content."""
 
-    def fit(self, x, y, groups):
-        step = self.model.steps[-1][0]
-        self.model.fit(x, y, **{f"{step}__sample_weight": content_balanced_weights(x, y, groups)})
-        return self
+    def weights(self, x, y, groups) -> np.ndarray:
+        return content_balanced_weights(x, y, groups)
 
 
 def _logreg_content():
@@ -361,15 +379,9 @@ class ContentNormalisedScore:
     min_reals = 10
 
     def fit(self, x, y):
-        from sklearn.cluster import KMeans
-        from sklearn.decomposition import PCA
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         x, real = np.asarray(x, np.float64), np.asarray(y) == 0
-        self.embed = make_pipeline(StandardScaler(), PCA(min(32, x.shape[1] - 1), random_state=0)).fit(x[:, :-1])
-        self.km = KMeans(self.n_clusters, n_init=4, random_state=0).fit(self.embed.transform(x[:, :-1]))
-        s, c = x[:, -1], self.km.labels_
+        self.clusters = ContentClusters(self.n_clusters).fit(x[:, :-1])
+        s, c = x[:, -1], self.clusters.labels_
         stats = [(s[real & (c == j)].mean(), s[real & (c == j)].std()) if (real & (c == j)).sum() >= self.min_reals
                  else (s[real].mean(), s[real].std()) for j in range(self.n_clusters)]
         self.mean, self.scale = (np.array(v) for v in zip(*stats, strict=True))
@@ -378,7 +390,7 @@ class ContentNormalisedScore:
 
     def predict_proba(self, x):
         x = np.asarray(x, np.float64)
-        c = self.km.predict(self.embed.transform(x[:, :-1]))
+        c = self.clusters.predict(x[:, :-1])
         p = 1.0 / (1.0 + np.exp(-(x[:, -1] - self.mean[c]) / self.scale[c]))
         return np.stack([1 - p, p], 1)
 
@@ -577,22 +589,29 @@ def group_table(result: CandidateResult) -> str:
     return "\n".join(lines)
 
 
-def _write_results(out: Path, results: Sequence[CandidateResult], real_folds: int) -> None:
+def _write_results(out: Path, results: Sequence[CandidateResult], real_folds: int,
+                   protocol: dict[str, list[str]] | None = None) -> None:
+    """The report; ``protocol`` names the groups left out or trained on only (``--exclude-group``,
+    ``--train-only-group``), so a report of one protocol is never resumed under another."""
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"date": date.today().isoformat(), "real_folds": real_folds,
+                               "protocol": protocol or {},
                                "results": [dict(asdict(r), summary=r.summary(),
                                                 real_summary=r.summary("real_groups")) for r in results]},
                               indent=2) + "\n")
     tmp.replace(out)
 
 
-def _read_results(out: Path, real_folds: int) -> list[CandidateResult]:
-    """Rows of an earlier report with the same fold count (for ``--resume``)."""
+def _read_results(out: Path, real_folds: int, protocol: dict[str, list[str]] | None = None) -> list[CandidateResult]:
+    """Rows of an earlier report with the same fold count and protocol (for ``--resume``)."""
     if not out.is_file():
         return []
     report = json.loads(out.read_text())
     if report.get("real_folds") != real_folds:
         logger.warning("%s has real_folds=%s, not %d: not resumed", out, report.get("real_folds"), real_folds)
+        return []
+    if report.get("protocol", {}) != (protocol or {}):
+        logger.warning("%s was run with %s, not %s: not resumed", out, report.get("protocol", {}), protocol or {})
         return []
     rows = []
     for r in report["results"]:
@@ -663,7 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     heads = args.head or ["logreg", "mlp"]
     out = Path(args.out or f"runs/loso_images_{date.today().isoformat()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = _read_results(out, args.real_folds) if args.resume else []
+    protocol = {k: sorted(v) for k, v in (("exclude_group", args.exclude_group),
+                                           ("train_only_group", args.train_only_group)) if v}
+    results = _read_results(out, args.real_folds, protocol) if args.resume else []
     done = {(r.candidate, r.head) for r in results}
     with threadpool_limits(1):  # one core stays free for the others on a 2-core machine
         for cand in args.candidate or list(CANDIDATES):
@@ -697,8 +718,8 @@ def main(argv: list[str] | None = None) -> int:
                              folds=folds)
                 logger.info("%s / %s: %s (%.0f s)", cand, r.head, r.summary(), r.seconds)
                 results.append(r)
-                _write_results(out, results, args.real_folds)  # after each row: a killed run resumes
-    _write_results(out, results, args.real_folds)
+                _write_results(out, results, args.real_folds, protocol)  # after each row: a killed run resumes
+    _write_results(out, results, args.real_folds, protocol)
     print(markdown_table(results))
     for spec in args.per_group:
         cand, _, head = spec.partition(":")
